@@ -36,7 +36,7 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6", "accelerate>=1.0"],
+        "test": ["pytest>=8", "ruff>=0.6", "accelerate>=1.0", "catkin_pkg>=1.0"],
         "plots": ["matplotlib>=3.8"],
     },
     entry_points={

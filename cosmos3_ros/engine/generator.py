@@ -118,8 +118,19 @@ class ActionGenerator:
     """A loaded transformer + VAE that serves generation requests (one at a time; not thread-safe)."""
 
     def __init__(self, info: CheckpointInfo, transformer: torch.nn.Module, vae: torch.nn.Module,
-                 device: torch.device, dtype: torch.dtype, text_cache_size: int = 8) -> None:
+                 device: torch.device, dtype: torch.dtype, text_cache_size: int = 8, *,
+                 max_text_tokens: int = 256, cuda_graphs: bool = True, compile_layers: bool = False,
+                 attention: str = "flash", fp8: bool = False) -> None:
         self.info = info
+        # On CUDA the cached evaluator uses the static-shape fast tower (CUDA graphs); on CPU the plain one,
+        # which keeps the reference's operand shapes so the two are bit-identical.
+        self.fast = device.type == "cuda"
+        self.max_text_tokens = max_text_tokens
+        self.cuda_graphs = cuda_graphs
+        self.compile_layers = compile_layers
+        self.attention = attention
+        self.fp8 = fp8
+        self._fast_towers: dict[tuple[object, ...], object] = {}
         self.transformer = transformer
         self.vae = vae
         self.device = device
@@ -304,15 +315,62 @@ class ActionGenerator:
 
     # ----- evaluators --------------------------------------------------------------------------------------
 
+    def _fast_tower(self, layout: GenerationLayout, domain_id: int) -> object:
+        from .fast import FastGenerationTower
+
+        key = (layout, domain_id)
+        if key not in self._fast_towers:
+            if len(self._fast_towers) >= 4:  # a new profile/shape: drop the oldest captured layout
+                self._fast_towers.pop(next(iter(self._fast_towers)))
+            self._fast_towers[key] = FastGenerationTower(self.transformer, layout, domain_id,
+                                                         max_text_tokens=self.max_text_tokens,
+                                                         use_graphs=self.cuda_graphs,
+                                                         compile_layers=self.compile_layers,
+                                                         attention=self.attention, fp8=self.fp8)
+        return self._fast_towers[key]
+
+    def configure_fast_path(self, *, cuda_graphs: bool | None = None, compile_layers: bool | None = None,
+                            attention: str | None = None, fp8: bool | None = None) -> None:
+        """Change the CUDA fast-path options; captured layouts are dropped and re-captured on next use."""
+        if cuda_graphs is not None:
+            self.cuda_graphs = cuda_graphs
+        if compile_layers is not None:
+            self.compile_layers = compile_layers
+        if attention is not None:
+            if attention not in ("flash", "cudnn", "cudnn_masked"):
+                raise InputError(f"attention {attention!r}; expected 'flash', 'cudnn' or 'cudnn_masked'")
+            self.attention = attention
+        if fp8 is not None:
+            self.fp8 = fp8
+        self._fast_towers.clear()
+
+    @property
+    def capture_ms(self) -> float:
+        """Total time spent warming up and capturing CUDA graphs so far."""
+        return float(sum(getattr(t, "capture_ms", 0.0) for t in self._fast_towers.values()))
+
     def _make_evaluator(self, name: str, request: GenerationRequest, layout: GenerationLayout,
                         watch: _Stopwatch) -> Callable[..., list[tuple[torch.Tensor, torch.Tensor]]]:
         if name == "reference":
             return self._reference_evaluator(request, layout)
-        tower = GenerationTower(self.transformer, layout, request.domain_id)
         with watch("text"):
             cond = self.text_cache.get(tuple(request.cond_ids))
             uncond = (self.text_cache.get(tuple(request.uncond_ids), pin=True)
                       if request.sampling.guidance != 1.0 else None)
+        if self.fast:
+            fast = self._fast_tower(layout, request.domain_id)
+            if fast.fits(cond) and (uncond is None or fast.fits(uncond)):  # type: ignore[attr-defined]
+                fast.load_text(0, cond)  # type: ignore[attr-defined]
+                if uncond is not None:
+                    fast.load_text(1, uncond)  # type: ignore[attr-defined]
+
+                def evaluate_fast(vision: torch.Tensor, action: torch.Tensor, timestep: int, cfg: bool
+                                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                    return fast(vision, action, timestep, 2 if cfg else 1)  # type: ignore[operator]
+
+                return evaluate_fast
+            # a prompt longer than the static text slot: the dynamic-shape path below serves it
+        tower = GenerationTower(self.transformer, layout, request.domain_id)
         ropes = {kv.length: tower.rope_for(kv.length, self.dtype) for kv in (cond, uncond) if kv is not None}
 
         def evaluate(vision: torch.Tensor, action: torch.Tensor, timestep: int, cfg: bool

@@ -22,12 +22,14 @@ def _stage(message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from . import demo, run
+    from . import bag_infer, bench, demo, run
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_arguments(sub.add_parser("run", help="run policy / forward / inverse dynamics on files"))
     demo.add_arguments(sub.add_parser("demo", help="tiny checkpoint + synthetic scene -> actions JSON + rollout mp4"))
+    bag_infer.add_arguments(sub.add_parser("bag-infer", help="label a recorded bag with inverse-dynamics actions"))
+    bench.add_arguments(sub.add_parser("bench", help="GPU latency benchmark against diffusers and the FLOP floor"))
     tiny = sub.add_parser("make-tiny-checkpoint", help="write a tiny random checkpoint in the published layout")
     tiny.add_argument("out", help="output folder")
     tiny.add_argument("--seed", type=int, default=0)

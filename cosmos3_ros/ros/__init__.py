@@ -1,0 +1,1 @@
+"""rclpy adapters (the only package that imports rclpy): the ``policy_node`` executable."""

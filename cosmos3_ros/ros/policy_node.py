@@ -1,0 +1,279 @@
+"""rclpy adapter: the ``policy_node`` executable. Wires topics, timers, parameters and services to PolicyNodeCore.
+
+No model logic lives here (see ``cosmos3_ros.runtime.node_core``); this is the only module that imports rclpy.
+
+Teardown order (``PolicyNode.shutdown`` then ``main``'s ``finally``): cancel timers -> stop and join the
+inference thread -> shut the executor down -> destroy the node -> ``rclpy.try_shutdown``.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import sys
+from collections.abc import Sequence
+from functools import cache
+from typing import Any, ClassVar
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosidl_runtime_py.utilities import get_message
+from std_srvs.srv import Trigger
+
+from ..errors import Cosmos3Error
+from ..runtime.node_core import (
+    QOS_LATCHED,
+    QOS_RELIABLE,
+    QOS_SENSOR,
+    QOS_STATE,
+    PolicyNodeCore,
+    load_action_model,
+)
+from ..runtime.parameters import PARAMETER_SPEC, ParameterSpec
+
+NODE_NAME = "policy_node"
+
+_PARAMETER_TYPES = {
+    "bool": ParameterType.PARAMETER_BOOL,
+    "integer": ParameterType.PARAMETER_INTEGER,
+    "double": ParameterType.PARAMETER_DOUBLE,
+    "string": ParameterType.PARAMETER_STRING,
+    "string_array": ParameterType.PARAMETER_STRING_ARRAY,
+    "double_array": ParameterType.PARAMETER_DOUBLE_ARRAY,
+}
+_EMPTY_ARRAY_TYPES = {"string_array": Parameter.Type.STRING_ARRAY, "double_array": Parameter.Type.DOUBLE_ARRAY}
+
+
+def subscription_qos(role: str) -> QoSProfile:
+    """QoS profile of an input role (cameras: sensor data depth 1; task: reliable + transient local)."""
+    if role == QOS_SENSOR:
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.VOLATILE)
+    if role == QOS_STATE:
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.VOLATILE)
+    if role == QOS_LATCHED:
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    if role == QOS_RELIABLE:
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+    raise ValueError(f"unknown QoS role {role!r}")
+
+
+def publication_qos(key: str) -> QoSProfile:
+    """Outputs are reliable; the rollout publisher keeps a whole rollout (33 frames) for slow subscribers."""
+    depth = 64 if key == "rollout_image" else 10
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def parameter_descriptor(spec: ParameterSpec) -> ParameterDescriptor:
+    """``ParameterDescriptor`` from the spec: type, description, read-only, ranges, allowed values."""
+    descriptor = ParameterDescriptor(
+        name=spec.name, type=_PARAMETER_TYPES[spec.type], description=spec.description, read_only=spec.read_only,
+    )
+    if spec.range is not None and spec.type == "integer":
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=0)]
+    elif spec.range is not None and spec.type == "double":
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=0.0)
+        ]
+    constraints = []
+    if spec.choices is not None:
+        constraints.append("one of " + ", ".join(repr(c) for c in spec.choices))
+    if spec.range is not None and spec.type == "double_array":
+        constraints.append(f"each element in [{spec.range[0]}, {spec.range[1]}]")
+    if spec.runtime:
+        constraints.append("may change at runtime")
+    descriptor.additional_constraints = "; ".join(constraints)
+    return descriptor
+
+
+def python_value(value: Any) -> Any:
+    """Rclpy parameter value -> the plain types PARAMETER_SPEC validates (arrays arrive as array.array)."""
+    if isinstance(value, (array.array, list, tuple)):
+        return list(value)
+    return value
+
+
+class RclpyMessageFactory:
+    """``MessageFactory`` for rclpy messages: arrays as ``array.array`` (fast path of the generated setters)."""
+
+    _TYPECODES: ClassVar[dict[str, str]] = {"float32": "f", "float64": "d", "uint8": "B"}
+
+    def new(self, type_name: str, **fields: Any) -> Any:
+        """An rclpy message of ``type_name``."""
+        return _message_class(type_name)(**fields)
+
+    def array(self, values: np.ndarray, dtype: str) -> array.array:
+        """A flat ``array.array`` of ``dtype`` (copying bytes, not element by element)."""
+        out = array.array(self._TYPECODES[dtype])
+        out.frombytes(np.ascontiguousarray(values, dtype=dtype).tobytes())
+        return out
+
+    def byte(self, value: int) -> bytes:
+        """Rclpy holds ``byte`` fields as one-byte ``bytes``."""
+        return bytes([int(value)])
+
+
+@cache
+def _message_class(type_name: str) -> Any:
+    return get_message(type_name)
+
+
+class _RclpyLogHandler(logging.Handler):
+    """Forward the package's Python log records to the node's rclpy logger (and so to /rosout)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self._logger = node.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self._logger.error(message)
+        elif record.levelno >= logging.WARNING:
+            self._logger.warning(message)
+        elif record.levelno >= logging.INFO:
+            self._logger.info(message)
+        else:
+            self._logger.debug(message)
+
+
+class PolicyNode(Node):
+    """Cosmos3 policy / forward dynamics / inverse dynamics node; all behaviour is in ``PolicyNodeCore``."""
+
+    def __init__(self, *, model: Any | None = None, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self._ros_log_handler = _RclpyLogHandler(self)
+        logging.getLogger("cosmos3_ros").addHandler(self._ros_log_handler)
+        logging.getLogger("cosmos3_ros").setLevel(logging.INFO)
+        for spec in PARAMETER_SPEC:
+            self._declare_from_spec(spec)
+        values = {spec.name: self._value_from_spec(spec) for spec in PARAMETER_SPEC}
+        if model is None:
+            self.get_logger().info(f"loading {values['checkpoint']!r} ({values['profile']}) on {values['device']}")
+            model = load_action_model(values)
+        # Subscriptions may run in parallel (the buffer has its own lock); the snapshot timer, diagnostics and
+        # services are mutually exclusive so a parameter change never races a snapshot.
+        self._inputs_group = ReentrantCallbackGroup()
+        self._snapshots_group = MutuallyExclusiveCallbackGroup()
+        self._output_publishers: dict[str, Any] = {}
+        self.core = PolicyNodeCore(
+            model, values, clock=self._node_time_s, publish=self._publish_output, factory=RclpyMessageFactory(),
+            set_timer_period=self._set_snapshot_period, diagnostic_name=f"{self.get_fully_qualified_name()}: cosmos3",
+            hardware_id=values["device"],
+        )
+        for pub in self.core.publications:
+            self._output_publishers[pub.key] = self.create_publisher(
+                _message_class(pub.type_name), pub.topic, publication_qos(pub.key)
+            )
+        self._input_subscriptions = [
+            self.create_subscription(_message_class(sub.type_name), sub.topic, sub.callback, subscription_qos(sub.qos),
+                                     callback_group=self._inputs_group)
+            for sub in self.core.subscriptions
+        ]
+        self._snapshot_timer = self.create_timer(
+            self.core.timer_period_s, self.core.on_timer, callback_group=self._snapshots_group
+        )
+        self._diagnostics_timer = self.create_timer(values["diagnostics_period"], self.core.publish_diagnostics,
+                                                    callback_group=self._snapshots_group)
+        self._trigger_services = [
+            self.create_service(
+                Trigger, f"~/{name}", self._trigger_callback(handler), callback_group=self._snapshots_group
+            )
+            for name, handler in (("pause", self.core.pause), ("resume", self.core.resume),
+                                  ("clear_buffers", self.core.clear_buffers))
+        ]
+        self.add_on_set_parameters_callback(self._validate_parameter_change)
+        self.get_logger().info(
+            f"{self.core.mode} with profile {self.core.profile.name}: inputs "
+            + ", ".join(f"{s.topic} [{s.type_name}]" for s in self.core.subscriptions)
+            + f"; dry_run={self.core.dry_run}"
+        )
+
+    def _declare_from_spec(self, spec: ParameterSpec) -> None:
+        descriptor = parameter_descriptor(spec)
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        if isinstance(default, list) and not default:
+            # An empty list has no element type in rclpy; declare the type and read with a fallback.
+            self.declare_parameter(spec.name, _EMPTY_ARRAY_TYPES[spec.type], descriptor)
+        else:
+            self.declare_parameter(spec.name, default, descriptor)
+
+    def _value_from_spec(self, spec: ParameterSpec) -> Any:
+        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+        if isinstance(default, list) and not default:
+            fallback = Parameter(spec.name, _EMPTY_ARRAY_TYPES[spec.type], [])
+            return python_value(self.get_parameter_or(spec.name, fallback).value)
+        return python_value(self.get_parameter(spec.name).value)
+
+    def _node_time_s(self) -> float:
+        return self.get_clock().now().nanoseconds / 1e9
+
+    def _publish_output(self, key: str, msg: Any) -> None:
+        self._output_publishers[key].publish(msg)
+
+    def _set_snapshot_period(self, period_s: float) -> None:
+        self._snapshot_timer.cancel()
+        self.destroy_timer(self._snapshot_timer)
+        self._snapshot_timer = self.create_timer(period_s, self.core.on_timer, callback_group=self._snapshots_group)
+
+    def _trigger_callback(self, handler: Any) -> Any:
+        def callback(request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+            response.success, response.message = handler()
+            return response
+
+        return callback
+
+    def _validate_parameter_change(self, parameters: Sequence[Parameter]) -> SetParametersResult:
+        accepted, reason = self.core.on_parameters({p.name: python_value(p.value) for p in parameters})
+        return SetParametersResult(successful=accepted, reason=reason)
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Cancel the timers, then stop and join the inference thread; True if it ended in time."""
+        self._snapshot_timer.cancel()
+        self._diagnostics_timer.cancel()
+        joined = self.core.shutdown(timeout)
+        if not joined:
+            self.get_logger().error(f"inference thread still running after {timeout} s")
+        logging.getLogger("cosmos3_ros").removeHandler(self._ros_log_handler)
+        return joined
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """``ros2 run cosmos3_ros policy_node``: spin until Ctrl-C or shutdown; exit code 1 on a start-up error."""
+    rclpy.init(args=args)
+    node: PolicyNode | None = None
+    executor: MultiThreadedExecutor | None = None
+    code = 0
+    try:
+        node = PolicyNode()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Cosmos3Error as exc:
+        print(f"policy_node: error: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if node is not None:
+            node.shutdown()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""What bag labelling writes: the per-window journal, the action bag, and the JSON / CSV tables.
+
+The journal (``windows.jsonl``: a settings header line, then one line per finished chunk, flushed as it is
+written) is the source of truth; every final file is rebuilt from it and replaced atomically (temporary name,
+then rename), so an interrupted run leaves a valid journal and either the old or the new version of each file.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+JOURNAL_NAME = "windows.jsonl"
+JOURNAL_FORMAT = "cosmos3_ros.bag_infer.journal/1"
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One finished model call on one window.
+
+    Attributes:
+        window: window index k (its seed is ``seed + k``).
+        mode: ``inverse_dynamics`` or ``policy``.
+        t0_ns: grid time of the window's frame 0.
+        start_ns: when row 0 applies (``t0 + 1/fps``); row k applies at ``start_ns + k / fps``.
+        stamp_ns: newest header stamp of the source messages used (the ActionChunk header stamp).
+        log_ns: newest bag log time of the source messages used (the output bag's record time).
+        seed: noise seed used.
+        task: task sentence used.
+        actions: ``[chunk, action_dim]`` float32, physical units.
+        model_s: wall seconds of the model call.
+        frame_stamps_ns: camera topic -> header stamps of the messages used per frame.
+        state: robot state at t0 given to the model, or None.
+
+    """
+
+    window: int
+    mode: str
+    t0_ns: int
+    start_ns: int
+    stamp_ns: int
+    log_ns: int
+    seed: int
+    task: str
+    actions: np.ndarray
+    model_s: float
+    frame_stamps_ns: Mapping[str, Sequence[int]]
+    state: Sequence[float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (float32 actions survive a round trip exactly)."""
+        return {
+            "kind": "chunk", "window": self.window, "mode": self.mode, "t0_ns": self.t0_ns,
+            "start_ns": self.start_ns, "stamp_ns": self.stamp_ns, "log_ns": self.log_ns, "seed": self.seed,
+            "task": self.task, "actions": np.asarray(self.actions, dtype=np.float32).tolist(),
+            "model_s": round(float(self.model_s), 6),
+            "frame_stamps_ns": {k: [int(v) for v in vals] for k, vals in self.frame_stamps_ns.items()},
+            "state": None if self.state is None else [float(v) for v in self.state],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ChunkRecord:
+        """Inverse of ``to_json``."""
+        return cls(
+            window=int(doc["window"]), mode=str(doc["mode"]), t0_ns=int(doc["t0_ns"]), start_ns=int(doc["start_ns"]),
+            stamp_ns=int(doc["stamp_ns"]), log_ns=int(doc["log_ns"]), seed=int(doc["seed"]), task=str(doc["task"]),
+            actions=np.asarray(doc["actions"], dtype=np.float32), model_s=float(doc["model_s"]),
+            frame_stamps_ns={k: [int(v) for v in vals] for k, vals in doc["frame_stamps_ns"].items()},
+            state=None if doc.get("state") is None else [float(v) for v in doc["state"]],
+        )
+
+
+@dataclass(frozen=True)
+class WindowFailure:
+    """A window whose inputs could not be turned into a request (e.g. one corrupt frame)."""
+
+    window: int
+    t0_ns: int
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict."""
+        return {"kind": "failure", "window": self.window, "t0_ns": self.t0_ns, "reason": self.reason}
+
+
+class Journal:
+    """Append-only JSONL journal of finished chunks; the first line holds the run's settings."""
+
+    def __init__(self, path: Path, settings: Mapping[str, Any], records: list[ChunkRecord],
+                 failures: list[WindowFailure]) -> None:
+        self.path = path
+        self.settings = dict(settings)
+        self.records = records
+        self.failures = failures
+        self._file: io.TextIOWrapper | None = None
+
+    @classmethod
+    def open(cls, out_dir: Path, settings: Mapping[str, Any], *, resume: bool) -> Journal:
+        """Start a new journal, or (``resume``) continue one whose settings equal ``settings``.
+
+        Raises:
+            InputError: a journal exists and ``resume`` is off; or ``resume`` finds different settings.
+
+        """
+        path = out_dir / JOURNAL_NAME
+        settings = json.loads(json.dumps(settings))  # normalise (tuples -> lists) for the comparison
+        if path.exists() and not resume:
+            raise InputError(f"--out {str(out_dir)!r} already holds a journal ({JOURNAL_NAME}); pass --resume to "
+                             f"continue it, or choose another --out")
+        if not path.exists() or not resume:
+            journal = cls(path, settings, [], [])
+            journal._rewrite()
+            return journal
+        header, records, failures, clean = _read_journal(path)
+        differing = sorted(k for k in set(header) | set(settings) if header.get(k) != settings.get(k))
+        if differing:
+            key = differing[0]
+            raise InputError(f"--resume: {path} was written with different settings ({', '.join(differing)}); "
+                             f"{key}: journal {header.get(key)!r}, now {settings.get(key)!r}")
+        journal = cls(path, settings, records, failures)
+        if not clean:
+            journal._rewrite()  # drop a line cut off by a crash
+        return journal
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".partial")
+        with tmp.open("w") as f:
+            f.write(json.dumps({"kind": "header", "format": JOURNAL_FORMAT, "settings": self.settings}) + "\n")
+            for item in [*self.records, *self.failures]:
+                f.write(json.dumps(item.to_json()) + "\n")
+        os.replace(tmp, self.path)
+
+    def done(self) -> set[tuple[int, str]]:
+        """``(window, mode)`` pairs already in the journal."""
+        return {(r.window, r.mode) for r in self.records}
+
+    def failed(self) -> set[int]:
+        """Windows recorded as failed."""
+        return {f.window for f in self.failures}
+
+    def append(self, item: ChunkRecord | WindowFailure) -> None:
+        """Write one line and flush it to disk."""
+        if self._file is None:
+            self._file = self.path.open("a")
+        self._file.write(json.dumps(item.to_json()) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if isinstance(item, ChunkRecord):
+            self.records.append(item)
+        else:
+            self.failures.append(item)
+
+    def close(self) -> None:
+        """Close the file (appending again reopens it)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _read_journal(path: Path) -> tuple[dict[str, Any], list[ChunkRecord], list[WindowFailure], bool]:
+    """Settings, records, failures, and whether every line was complete."""
+    lines = path.read_text().split("\n")
+    clean = lines[-1] == ""
+    lines = [line for line in lines if line.strip()]
+    try:
+        head = json.loads(lines[0]) if lines else {}
+    except json.JSONDecodeError:
+        head = {}
+    if head.get("kind") != "header" or head.get("format") != JOURNAL_FORMAT:
+        raise InputError(f"--resume: {path} is not a bag-infer journal (first line is not a {JOURNAL_FORMAT} header)")
+    records: dict[tuple[int, str], ChunkRecord] = {}
+    failures: dict[int, WindowFailure] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            doc = json.loads(line)
+            if doc["kind"] == "chunk":
+                record = ChunkRecord.from_json(doc)
+                records[(record.window, record.mode)] = record
+            elif doc["kind"] == "failure":
+                failures[int(doc["window"])] = WindowFailure(int(doc["window"]), int(doc["t0_ns"]), str(doc["reason"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            if number == len(lines):  # the last line may have been cut off by a crash
+                clean = False
+                break
+            raise InputError(f"--resume: {path} line {number} is not a journal entry ({exc})") from exc
+    return head["settings"], list(records.values()), list(failures.values()), clean
+
+
+# ----- atomic files ---------------------------------------------------------------------------------------------
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def replace_folder(build: Callable[[Path], None], path: Path) -> None:
+    """Build a folder under a temporary name with ``build(tmp)``, then put it at ``path`` (replacing it)."""
+    staging = path.parent / f".{path.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    target = staging / path.name
+    try:
+        build(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = path.parent / f".{path.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(target, path)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+# ----- tables ---------------------------------------------------------------------------------------------------
+
+
+def sorted_records(records: Iterable[ChunkRecord]) -> list[ChunkRecord]:
+    """Records by window, inverse dynamics before policy."""
+    order = {"inverse_dynamics": 0, "policy": 1}
+    return sorted(records, key=lambda r: (r.window, order.get(r.mode, 2), r.mode))
+
+
+def actions_csv(records: Iterable[ChunkRecord], dimension_names: Sequence[str],
+                row_time_ns: Callable[[ChunkRecord, int], int]) -> str:
+    """One row per action step: ``window, mode, step, time_ns, stamp_ns, <dimension columns>``.
+
+    ``time_ns`` is when the row applies, ``row_time_ns(record, step)`` (the grid time of frame ``step + 1``);
+    ``stamp_ns`` is the chunk's header stamp.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["window", "mode", "step", "time_ns", "stamp_ns", *dimension_names])
+    for record in sorted_records(records):
+        for step, row in enumerate(np.asarray(record.actions, dtype=np.float32)):
+            writer.writerow([record.window, record.mode, step, row_time_ns(record, step), record.stamp_ns,
+                             *(repr(float(v)) for v in row)])
+    return buf.getvalue()
+
+
+def windows_json(records: Iterable[ChunkRecord]) -> list[dict[str, Any]]:
+    """Per window: its stamps, task, seed, state and one entry per mode with the actions."""
+    by_window: dict[int, dict[str, Any]] = {}
+    for record in sorted_records(records):
+        entry = by_window.setdefault(record.window, {
+            "window": record.window, "t0_ns": record.t0_ns, "start_ns": record.start_ns, "seed": record.seed,
+            "task": record.task, "state": None if record.state is None else list(record.state),
+        })
+        entry[record.mode] = {
+            "stamp_ns": record.stamp_ns, "actions": np.asarray(record.actions, dtype=np.float32).tolist(),
+            "model_s": record.model_s, "frame_stamps_ns": dict(record.frame_stamps_ns),
+        }
+    return [by_window[k] for k in sorted(by_window)]
+
+
+# ----- the action bag -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CopiedTopic:
+    """An input topic copied into the action bag: its type and ROS 2 definition (``msgdef``, ``rihs01``)."""
+
+    topic: str
+    msgtype: str
+    msgdef: str
+    rihs01: str
+
+
+def write_action_bag(path: Path, records: Iterable[ChunkRecord], *, storage: str, topics: Mapping[str, str],
+                     make_message: Callable[[ChunkRecord], Any],
+                     copied_topics: Sequence[CopiedTopic] = (),
+                     copied_messages: Iterable[tuple[str, int, bytes]] = ()) -> int:
+    """A rosbag2 folder with one ``ActionChunk`` per record on ``topics[record.mode]``, at the record's log time.
+
+    ``make_message`` builds the rosbags message. ``copied_messages`` (``(topic, log_ns, cdr)`` in log-time order,
+    topics declared in ``copied_topics``) are merged in so the bag is written in log-time order. Returns the
+    number of chunks written.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from ..runtime.action_chunk import ACTION_CHUNK_TYPE, jazzy_typestore
+
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in plugins:
+        raise InputError(f"--storage {storage!r}; expected one of {sorted(plugins)}")
+    typestore = jazzy_typestore()
+    chunks = sorted(records, key=lambda r: (r.log_ns, r.window, r.mode))
+    with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
+        chunk_connections = {mode: writer.add_connection(topic, ACTION_CHUNK_TYPE, typestore=typestore)
+                             for mode, topic in topics.items()}
+        copy_connections = {spec.topic: writer.add_connection(spec.topic, spec.msgtype, msgdef=spec.msgdef,
+                                                              rihs01=spec.rihs01) for spec in copied_topics}
+        own = ((r.log_ns, 0, r.mode, r) for r in chunks)
+        other = ((log_ns, 1, topic, data) for topic, log_ns, data in copied_messages)
+        for log_ns, kind, key, item in heapq.merge(own, other, key=lambda x: (x[0], x[1])):
+            if kind == 0:
+                writer.write(chunk_connections[key], log_ns, typestore.serialize_cdr(make_message(item),
+                                                                                     ACTION_CHUNK_TYPE))
+            else:
+                writer.write(copy_connections[key], log_ns, item)
+    return len(chunks)

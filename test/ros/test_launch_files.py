@@ -1,0 +1,45 @@
+"""Launch files: declared arguments (checked on the source: the launch packages come with ROS 2)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def declared_arguments(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DeclareLaunchArgument":
+            names.append(node.args[0].value)
+    return names
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("policy.launch.py", {"config", "checkpoint", "mode", "namespace", "use_sim_time", "dry_run", "log_level"}),
+    ("inverse_dynamics_replay.launch.py", {"bag", "config", "checkpoint", "rate", "clock_rate", "start_delay",
+                                            "start_paused", "namespace", "log_level"}),
+])
+def test_arguments_are_declared_once_and_all_used(name, expected):
+    path = REPO / "launch" / name
+    names = declared_arguments(path)
+    assert len(names) == len(set(names))
+    assert set(names) == expected
+    text = path.read_text()
+    unused = [n for n in names if text.count(f'"{n}"') < 2]  # declared once, read at least once
+    assert not unused, f"{name}: arguments {unused} are declared but never read"
+
+
+def test_replay_runs_bag_play_with_clock_and_the_node_on_sim_time():
+    text = (REPO / "launch" / "inverse_dynamics_replay.launch.py").read_text()
+    assert '"ros2", "bag", "play"' in text and '"--clock"' in text
+    assert '"use_sim_time": True' in text and '"dry_run": True' in text
+
+
+def test_default_configs_exist():
+    for config in ("released_droid_policy.yaml", "inverse_dynamics_replay.yaml"):
+        assert (REPO / "config" / config).is_file()
+        assert any(config in (REPO / "launch" / f).read_text() for f in ("policy.launch.py",
+                                                                          "inverse_dynamics_replay.launch.py"))
