@@ -14,6 +14,7 @@ matrix products with the domain's weights picked once.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ from .layout import GenerationLayout, PositionConfig
 from .stacks import TextKV, rotary
 
 NEG_INF = float("-inf")
+log = logging.getLogger(__name__)
 
 
 def fuse_generation_projections(model: torch.nn.Module) -> None:
@@ -123,7 +125,8 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float, weight_fp32: bool) -
 
 def generation_layer(flat: torch.Tensor, weights: tuple[torch.Tensor, ...], cos: torch.Tensor, sin: torch.Tensor,
                      text_k: torch.Tensor, text_v: torch.Tensor, text_bias: torch.Tensor, *, batch: int, heads: int,
-                     kv_heads: int, eps: float, weight_fp32: bool, gated: bool, backend: str) -> torch.Tensor:
+                     kv_heads: int, eps: float, weight_fp32: bool, gated: bool, backend: str,
+                     native_gqa: bool = False) -> torch.Tensor:
     """One generation-stream layer on ``flat`` ``[B * N, C]`` as a pure function (so it can be compiled once).
 
     ``weights`` = (input norm, q/k/v fused, q norm, k norm, out, post norm, gate/up fused or up, down);
@@ -141,8 +144,23 @@ def generation_layer(flat: torch.Tensor, weights: tuple[torch.Tensor, ...], cos:
     q = q * cos + _rotate_half(q) * sin
     k = k * cos + _rotate_half(k) * sin
     q = q.transpose(1, 2)
-    k = k.transpose(1, 2).repeat_interleave(groups, dim=1)
-    v = v.reshape(batch, tokens, kv_heads, d).transpose(1, 2).repeat_interleave(groups, dim=1)
+    k = k.transpose(1, 2)
+    v = v.reshape(batch, tokens, kv_heads, d).transpose(1, 2)
+    if not native_gqa:  # kernels without grouped-query support get the KV heads repeated
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    if backend == "cudnn_zero_pad":
+        # One kernel over [text slot | own keys]. Padded slot entries hold zero keys and values: each scores
+        # exactly 0, adding exp(0) to the softmax denominator and nothing to the numerator, so the exact output
+        # is out_padded * Z / (Z - P) with Z = exp(lse) and P padded entries per branch.
+        if not native_gqa:  # k and v were expanded above; expand the slot the same way
+            text_k, text_v = text_k.repeat_interleave(groups, dim=1), text_v.repeat_interleave(groups, dim=1)
+        keys, values = torch.cat([text_k, k], dim=2), torch.cat([text_v, v], dim=2)
+        out, lse = _partial_attention(q, keys, values, None, "cudnn")
+        padded = text_bias.isinf().sum(-1, keepdim=True).float()  # [B, 1, 1, 1]
+        correction = 1.0 / (1.0 - padded * torch.exp(-lse.unsqueeze(-1))).clamp_min(1e-6)
+        attended = (out.float() * correction).to(q.dtype).transpose(1, 2).flatten(2)
+        flat = flat + _linear(attended.reshape(batch * tokens, heads * d), out_w)
+        return _mlp(flat, post_norm, up_w, down_w, eps, weight_fp32, gated)
     text_k, text_v = text_k.repeat_interleave(groups, dim=1), text_v.repeat_interleave(groups, dim=1)
     if backend == "cudnn_masked":
         # one kernel over [text slot | own keys]; padded text keys are masked out by the bias
@@ -155,14 +173,34 @@ def generation_layer(flat: torch.Tensor, weights: tuple[torch.Tensor, ...], cos:
         bias = text_bias.expand(batch, heads, tokens, text_bias.shape[-1])
         attended = _attention_parts(q, k, v, text_k, text_v, bias, backend)
     flat = flat + _linear(attended.reshape(batch * tokens, heads * d), out_w)
+    del width
+    return _mlp(flat, post_norm, up_w, down_w, eps, weight_fp32, gated)
+
+
+def _mlp(flat: torch.Tensor, post_norm: torch.Tensor, up_w: object, down_w: object, eps: float, weight_fp32: bool,
+         gated: bool) -> torch.Tensor:
+    """Post-attention norm + MLP (SiLU-gated, or relu^2 on Edge) + residual."""
     normed = _rms(flat, post_norm, eps, weight_fp32)
     if gated:
-        gate, up = _linear(normed, up_w).chunk(2, dim=-1)
+        gate, up = _linear(normed, up_w).chunk(2, dim=-1)  # type: ignore[arg-type]
         hidden = F.silu(gate) * up
     else:
-        hidden = torch.relu(_linear(normed, up_w)).square()
-    del width
-    return flat + _linear(hidden, down_w)
+        hidden = torch.relu(_linear(normed, up_w)).square()  # type: ignore[arg-type]
+    return flat + _linear(hidden, down_w)  # type: ignore[arg-type]
+
+
+def cudnn_supports_gqa(device: torch.device) -> bool:
+    """Whether the cuDNN attention op takes fewer KV heads than query heads (checked against SDPA)."""
+    try:
+        generator = torch.Generator(device=device).manual_seed(0)
+        q = torch.randn(1, 4, 64, 128, device=device, dtype=torch.bfloat16, generator=generator)
+        k = torch.randn(1, 1, 64, 128, device=device, dtype=torch.bfloat16, generator=generator)
+        v = torch.randn(1, 1, 64, 128, device=device, dtype=torch.bfloat16, generator=generator)
+        out = _partial_attention(q, k, v, None, "cudnn")[0]
+        expected = F.scaled_dot_product_attention(q, k.expand(1, 4, 64, 128), v.expand(1, 4, 64, 128))
+        return bool(torch.allclose(out.float(), expected.float(), atol=2e-2, rtol=2e-2))
+    except RuntimeError:
+        return False
 
 
 @dataclass
@@ -176,6 +214,7 @@ class _StepBuffers:
     out_vision: torch.Tensor | None = None  # [B, 1, C_lat, T, H, W]
     out_action: torch.Tensor | None = None  # [B, rows, A]
     graph: torch.cuda.CUDAGraph | None = None
+    ran: bool = False
 
 
 class FastGenerationTower:
@@ -189,6 +228,9 @@ class FastGenerationTower:
         self.layout = layout
         self.use_graphs = use_graphs
         self.attention = attention
+        self.native_gqa = attention.startswith("cudnn") and model.proj_in.weight.is_cuda and \
+            cudnn_supports_gqa(model.proj_in.weight.device)
+        self.compiled = compile_layers
         self.layer_fn = torch.compile(generation_layer, dynamic=False) if compile_layers else generation_layer
         self.fp8 = fp8
         self.layer_weights = [self._weights(layer, fp8) for layer in model.layers]
@@ -246,9 +288,9 @@ class FastGenerationTower:
         return (layer.input_layernorm_moe_gen.weight, qkv, attn.norm_added_q.weight, attn.norm_added_k.weight, out,
                 layer.post_attention_layernorm_moe_gen.weight, up, down)
 
-    def fits(self, text: TextKV) -> bool:
-        """Whether a prompt fits the static text slot."""
-        return text.length <= self.slot
+    def fits_length(self, length: int) -> bool:
+        """Whether a prompt of ``length`` tokens fits the static text slot."""
+        return length <= self.slot
 
     def load_text(self, slot: int, text: TextKV) -> None:
         """Put a branch's text K/V (and its generation rope) into slot 0 (cond) or 1 (uncond)."""
@@ -258,6 +300,9 @@ class FastGenerationTower:
         for index, (keys, values) in enumerate(zip(text.keys, text.values, strict=True)):
             self.text_k[index, slot, :, :length] = keys.transpose(0, 1)
             self.text_v[index, slot, :, :length] = values.transpose(0, 1)
+        # padding stays exactly zero: the zero-pad attention backend relies on it
+        self.text_k[:, slot, :, length:] = 0
+        self.text_v[:, slot, :, length:] = 0
         self.text_bias[slot, ..., :length] = 0
         self.text_bias[slot, ..., length:] = NEG_INF
         if self._slot_lengths[slot] != length:
@@ -291,7 +336,8 @@ class FastGenerationTower:
         for index, weights in enumerate(self.layer_weights):
             flat = self.layer_fn(flat, weights, cos, sin, self.text_k[index, :batch], self.text_v[index, :batch], bias,
                                  batch=batch, heads=self.heads, kv_heads=self.kv_heads, eps=self.eps,
-                                 weight_fp32=self.weight_fp32, gated=self.gated, backend=self.attention)
+                                 weight_fp32=self.weight_fp32, gated=self.gated, backend=self.attention,
+                                 native_gqa=self.native_gqa)
         return self.model.norm_moe_gen(flat).view(batch, tokens, width)
 
     def _run(self, buffers: _StepBuffers) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,14 +367,25 @@ class FastGenerationTower:
             )
         return self._steps[batch]
 
+    def _run_first(self, buffers: _StepBuffers) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first run compiles the layer; without a working compiler toolchain the same layer runs eagerly."""
+        try:
+            return self._run(buffers)
+        except Exception as exc:
+            if not self.compiled:
+                raise
+            log.warning("compiling the generation layer failed (%s); running it eagerly", exc)
+            self.layer_fn, self.compiled = generation_layer, False
+            return self._run(buffers)
+
     def _capture(self, buffers: _StepBuffers) -> None:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for _ in range(2):  # warm up kernels and workspaces outside the graph
-                self._run(buffers)
+            self._run_first(buffers)
+            self._run(buffers)  # warm kernels and workspaces outside the graph
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
@@ -347,7 +404,9 @@ class FastGenerationTower:
         buffers.action.copy_(action)
         buffers.timestep.fill_(float(timestep))
         if not self.use_graphs:
-            out_vision, out_action = self._run(buffers)
+            first = not getattr(buffers, "ran", False)
+            out_vision, out_action = self._run_first(buffers) if first else self._run(buffers)
+            buffers.ran = True
         else:
             if buffers.graph is None:
                 self._capture(buffers)

@@ -29,6 +29,9 @@ from .stacks import GenerationInputs, GenerationTower, TextKV, TextTower
 from .text_kv import TextKVCache
 
 EVALUATORS = ("cached", "reference")
+# CUDA attention for the generation stream: flash / cudnn merge a masked text-slot kernel by log-sum-exp;
+# cudnn_zero_pad folds the zero-padded slot into one kernel and rescales; cudnn_masked uses one masked kernel.
+ATTENTION_BACKENDS = ("flash", "cudnn", "cudnn_zero_pad", "cudnn_masked")
 
 
 @dataclass
@@ -119,8 +122,8 @@ class ActionGenerator:
 
     def __init__(self, info: CheckpointInfo, transformer: torch.nn.Module, vae: torch.nn.Module,
                  device: torch.device, dtype: torch.dtype, text_cache_size: int = 8, *,
-                 max_text_tokens: int = 256, cuda_graphs: bool = True, compile_layers: bool = False,
-                 attention: str = "flash", fp8: bool = False) -> None:
+                 max_text_tokens: int = 128, cuda_graphs: bool = True, compile_layers: bool = True,
+                 attention: str | None = None, fp8: bool = False) -> None:
         self.info = info
         # On CUDA the cached evaluator uses the static-shape fast tower (CUDA graphs); on CPU the plain one,
         # which keeps the reference's operand shapes so the two are bit-identical.
@@ -128,7 +131,8 @@ class ActionGenerator:
         self.max_text_tokens = max_text_tokens
         self.cuda_graphs = cuda_graphs
         self.compile_layers = compile_layers
-        self.attention = attention
+        # cuDNN's Hopper attention was the fastest kernel measured (bench/results); flash where cuDNN is absent
+        self.attention = attention or ("cudnn" if torch.backends.cudnn.is_available() else "flash")
         self.fp8 = fp8
         self._fast_towers: dict[tuple[object, ...], object] = {}
         self.transformer = transformer
@@ -315,15 +319,19 @@ class ActionGenerator:
 
     # ----- evaluators --------------------------------------------------------------------------------------
 
-    def _fast_tower(self, layout: GenerationLayout, domain_id: int) -> object:
+    def _fast_tower(self, layout: GenerationLayout, domain_id: int, text_len: int) -> object:
         from .fast import FastGenerationTower
 
         key = (layout, domain_id)
+        if key in self._fast_towers and not self._fast_towers[key].fits_length(text_len):  # type: ignore[attr-defined]
+            # a prompt longer than the slot: grow the slot (one new capture), later prompts of that size reuse it
+            self.max_text_tokens = (text_len + 63) // 64 * 64
+            del self._fast_towers[key]
         if key not in self._fast_towers:
             if len(self._fast_towers) >= 4:  # a new profile/shape: drop the oldest captured layout
                 self._fast_towers.pop(next(iter(self._fast_towers)))
-            self._fast_towers[key] = FastGenerationTower(self.transformer, layout, domain_id,
-                                                         max_text_tokens=self.max_text_tokens,
+            slot = max(self.max_text_tokens, text_len)
+            self._fast_towers[key] = FastGenerationTower(self.transformer, layout, domain_id, max_text_tokens=slot,
                                                          use_graphs=self.cuda_graphs,
                                                          compile_layers=self.compile_layers,
                                                          attention=self.attention, fp8=self.fp8)
@@ -337,8 +345,8 @@ class ActionGenerator:
         if compile_layers is not None:
             self.compile_layers = compile_layers
         if attention is not None:
-            if attention not in ("flash", "cudnn", "cudnn_masked"):
-                raise InputError(f"attention {attention!r}; expected 'flash', 'cudnn' or 'cudnn_masked'")
+            if attention not in ATTENTION_BACKENDS:
+                raise InputError(f"attention {attention!r}; expected one of {list(ATTENTION_BACKENDS)}")
             self.attention = attention
         if fp8 is not None:
             self.fp8 = fp8
@@ -358,18 +366,17 @@ class ActionGenerator:
             uncond = (self.text_cache.get(tuple(request.uncond_ids), pin=True)
                       if request.sampling.guidance != 1.0 else None)
         if self.fast:
-            fast = self._fast_tower(layout, request.domain_id)
-            if fast.fits(cond) and (uncond is None or fast.fits(uncond)):  # type: ignore[attr-defined]
-                fast.load_text(0, cond)  # type: ignore[attr-defined]
-                if uncond is not None:
-                    fast.load_text(1, uncond)  # type: ignore[attr-defined]
+            longest = max(cond.length, uncond.length if uncond is not None else 0)
+            fast = self._fast_tower(layout, request.domain_id, longest)
+            fast.load_text(0, cond)  # type: ignore[attr-defined]
+            if uncond is not None:
+                fast.load_text(1, uncond)  # type: ignore[attr-defined]
 
-                def evaluate_fast(vision: torch.Tensor, action: torch.Tensor, timestep: int, cfg: bool
-                                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-                    return fast(vision, action, timestep, 2 if cfg else 1)  # type: ignore[operator]
+            def evaluate_fast(vision: torch.Tensor, action: torch.Tensor, timestep: int, cfg: bool
+                              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                return fast(vision, action, timestep, 2 if cfg else 1)  # type: ignore[operator]
 
-                return evaluate_fast
-            # a prompt longer than the static text slot: the dynamic-shape path below serves it
+            return evaluate_fast
         tower = GenerationTower(self.transformer, layout, request.domain_id)
         ropes = {kv.length: tower.rope_for(kv.length, self.dtype) for kv in (cond, uncond) if kv is not None}
 

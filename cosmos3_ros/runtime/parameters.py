@@ -1,7 +1,7 @@
 """The node's parameters: one source of truth for names, types, defaults, ranges and runtime changeability.
 
 The rclpy node declares every entry of ``PARAMETER_SPEC`` with a ``ParameterDescriptor`` built from it, the
-config YAML files are checked against it by a test, and docs/ros.md's table is generated from it
+config YAML files are checked against it by a test, and the README's table is generated from it
 (``python -m cosmos3_ros.runtime.parameters``). Only entries with ``runtime=True`` may change while the node
 runs; all others are read-only after start.
 """

@@ -377,6 +377,14 @@ def bench_command(args: argparse.Namespace, stage: Stage) -> int:
         first_step = predictor.with_profile(predictor.profile.with_overrides(guidance_steps=1))
         interval = measure_ours(first_step, request, max(5, args.requests // 2), stage)
         results["guidance_first_step_only"] = {"p50_ms": interval["p50_ms"], "p90_ms": interval["p90_ms"]}
+    if "vae_benchmark" in extras:
+        frames = [dict(cameras)] * 33
+        inverse = ActionRequest(task=request.task, mode="inverse_dynamics", video=frames, state=DEMO_STATE)
+        torch.backends.cudnn.benchmark = True
+        measured = measure_ours(predictor, inverse, max(5, args.requests // 2), stage)
+        torch.backends.cudnn.benchmark = False
+        results["inverse_dynamics_cudnn_benchmark"] = {"p50_ms": measured["p50_ms"],
+                                                       "phases_p50_ms": measured["phases_p50_ms"]}
     if "no_graphs" in extras:
         generator.cuda_graphs = False
         generator._fast_towers.clear()

@@ -1,7 +1,8 @@
 """``cosmos3-ros``: the command-line interface.
 
-Subcommands: ``run`` (one request on files), ``demo`` (tiny checkpoint + synthetic scene + policy) and
-``make-tiny-checkpoint``.
+Subcommands: ``run`` (one request on files), ``demo`` (tiny checkpoint + synthetic scene + policy),
+``bag-infer`` (label a recorded bag with inverse-dynamics action chunks), ``bench`` (GPU latency against diffusers
+and the FLOP floor) and ``make-tiny-checkpoint``.
 Bad input exits with code 2 and one line on stderr; outputs are written only when the run succeeded.
 """
 

@@ -1,15 +1,15 @@
-"""docs/ros.md documents every parameter (the table generated from PARAMETER_SPEC) and every topic."""
+"""README.md documents every parameter (the table generated from PARAMETER_SPEC) and every topic."""
 
 from pathlib import Path
 
 from cosmos3_ros.runtime.parameters import markdown_table
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "ros.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_parameter_table_is_the_generated_one():
     assert markdown_table() in DOC.read_text(), (
-        "docs/ros.md is out of date: paste the output of `python -m cosmos3_ros.runtime.parameters`"
+        "README.md is out of date: paste the output of `python -m cosmos3_ros.runtime.parameters`"
     )
 
 
