@@ -29,6 +29,19 @@ _MIN_STD = 1e-8
 _MIN_RANGE = 1e-6
 
 
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; a missing, unreadable or non-object file is an InputError naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(f"{what} {str(path)!r} does not exist") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{what} {str(path)!r} is not readable JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {str(path)!r}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 @dataclass(frozen=True)
 class ActionStats:
     """Per-column statistics of the training actions, each ``[raw_action_dim]`` float64 or None."""
@@ -66,14 +79,7 @@ class ActionStats:
         ``global``, else from the top level.
         """
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise InputError(f"action stats file {str(path)!r} does not exist") from exc
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"action stats file {str(path)!r} is not readable JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise InputError(f"action stats file {str(path)!r}: expected a JSON object, got {type(data).__name__}")
+        data = read_json_object(path, "action stats file")
         order = ("global_raw", "global") if normalization in (None, "quantile_rot") else ("global", "global_raw")
         for key in order:
             if isinstance(data.get(key), dict):
@@ -166,18 +172,13 @@ def load_action_file(path: str | Path) -> np.ndarray:
     Returns float32 ``[T, D]`` (for ``action_chunks`` the chunks are concatenated in order).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InputError(f"action file {str(path)!r} does not exist") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"action file {str(path)!r} is not readable JSON ({exc})") from exc
-    if isinstance(data, dict) and "data" in data:
+    data = read_json_object(path, "action file")
+    if "data" in data:
         arr = np.asarray(data["data"], dtype=np.float32)
         if "shape" in data and list(arr.shape) != list(data["shape"]):
             raise InputError(f"action file {str(path)!r}: data has shape {list(arr.shape)} but 'shape' says "
                              f"{data['shape']}")
-    elif isinstance(data, dict) and "action_chunks" in data:
+    elif "action_chunks" in data:
         chunks = [np.asarray(c, dtype=np.float32) for c in data["action_chunks"]]
         if not chunks or any(c.ndim != 2 for c in chunks):
             raise InputError(f"action file {str(path)!r}: 'action_chunks' must be a non-empty list of [T, D] lists")

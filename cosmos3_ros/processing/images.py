@@ -85,10 +85,22 @@ def to_rgb_uint8(image: Any, what: str = "image") -> np.ndarray:
     raise InputError(f"{what}: unsupported dtype {arr.dtype}")
 
 
+def _halve_uint8(image: np.ndarray) -> np.ndarray:
+    """Exact 2x bilinear downscale: at scale 1/2 each output pixel is the mean of a 2x2 block (rounded half to
+    even, as torch's round does), computed in integers ~7x faster than the float path.
+    """
+    w = image.astype(np.uint16)
+    total = w[0::2, 0::2] + w[1::2, 0::2] + w[0::2, 1::2] + w[1::2, 1::2]
+    quotient, remainder = total >> 2, total & 3
+    return (quotient + (remainder > 2) + ((remainder == 2) & (quotient & 1))).astype(np.uint8)
+
+
 def _resize_uint8(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Bilinear resize (float, no antialias, half-pixel centres), rounded back to uint8."""
     if image.shape[:2] == tuple(hw):
         return image
+    if image.shape[0] == 2 * hw[0] and image.shape[1] == 2 * hw[1]:
+        return _halve_uint8(image)
     t = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     t = F.interpolate(t, size=hw, mode="bilinear", align_corners=False, antialias=False)
     return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
@@ -137,8 +149,11 @@ class CanvasVideo:
         return int(self.pixels.shape[2]), int(self.pixels.shape[3])
 
 
-def to_canvas(frames: Sequence[np.ndarray], tier: int) -> CanvasVideo:
-    """Place ``uint8 [H, W, 3]`` frames (all the same size) on the tier canvas; see the module docstring."""
+def to_canvas(frames: Sequence[np.ndarray], tier: int, device: torch.device | str = "cpu") -> CanvasVideo:
+    """Place ``uint8 [H, W, 3]`` frames (all the same size) on the tier canvas; see the module docstring.
+
+    The arithmetic runs on ``device`` (the model's, so a video's frames are uploaded once as uint8).
+    """
     if not frames:
         raise InputError("no frames to place on the canvas")
     h, w = frames[0].shape[:2]
@@ -147,7 +162,7 @@ def to_canvas(frames: Sequence[np.ndarray], tier: int) -> CanvasVideo:
             raise InputError(f"frame {i} is {f.shape[1]}x{f.shape[0]}; expected {w}x{h} like frame 0")
     canvas_h, canvas_w = canvas_size(h, w, tier)
     # Same arithmetic as the reference pipeline: u8 -> [0, 1] in float32, then 2x - 1.
-    x = torch.from_numpy(np.stack(frames).astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
     x = 2.0 * x - 1.0
     scale = min(canvas_w / w, canvas_h / h, 1.0)  # never upscale: the tier is a ceiling
     content_h, content_w = max(1, int(scale * h + 0.5)), max(1, int(scale * w + 0.5))

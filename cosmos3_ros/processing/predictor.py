@@ -183,7 +183,7 @@ class ActionPredictor:
         needed = pixel_prefix_for(max(clean_frames)) if clean_frames else 1
         if mode != "inverse_dynamics" and needed > 1:
             frames = select_frames(frames, needed)  # a single observation repeated, as the reference does
-        canvas = to_canvas(frames[:needed], profile.resolution_tier)
+        canvas = to_canvas(frames[:needed], profile.resolution_tier, device=self.generator.device)
         cond_text = caption(task, profile, canvas.canvas_hw)
         cond_ids = self.tokenizer.encode(cond_text, profile.use_system_prompt)
         uncond_ids = self.tokenizer.encode(profile.negative_prompt, profile.use_system_prompt)
