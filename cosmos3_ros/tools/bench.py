@@ -407,8 +407,13 @@ def bench_command(args: argparse.Namespace, stage: Stage) -> int:
 
     if "edge" in extras:
         first_step = None
-        del predictor, generator, fast, reference, first_step
+        del predictor, generator, fast, reference, first_step, generation
+        torch._dynamo.reset()  # compiled-graph caches may hold references to the Nano weights
+        import gc
+
+        gc.collect()
         torch.cuda.empty_cache()
+        results["edge_start_mem_gib"] = torch.cuda.memory_allocated(device) / 2**30
         edge_generator = build_random_generator(EDGE, device, seed=1)
         edge_generator.configure_fast_path(**variant_options(best))
         edge = measure_ours(released_predictor(edge_generator, tokenizer_dir), request, max(5, args.requests // 2),
