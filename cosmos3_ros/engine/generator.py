@@ -147,7 +147,8 @@ class ActionGenerator:
 
     @classmethod
     def load(cls, root: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-             with_decoder: bool = False, text_cache_size: int = 8) -> ActionGenerator:
+             with_decoder: bool = False, text_cache_size: int = 8, cuda_graphs: bool = True,
+             compile_layers: bool = True) -> ActionGenerator:
         """Load ``root`` (published layout) onto ``device``; bf16 on CUDA and fp32 on CPU unless ``dtype`` is given."""
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -156,7 +157,8 @@ class ActionGenerator:
         info = CheckpointInfo.read(root)
         transformer = load_transformer(info, device, dtype)
         vae = load_vae(info, device, dtype, with_decoder=with_decoder)
-        return cls(info, transformer, vae, device, dtype, text_cache_size=text_cache_size)
+        return cls(info, transformer, vae, device, dtype, text_cache_size=text_cache_size, cuda_graphs=cuda_graphs,
+                   compile_layers=compile_layers)
 
     @property
     def action_dim(self) -> int:

@@ -203,10 +203,17 @@ def load_action_model(values: Mapping[str, Any]) -> ActionModel:
         raise ProfileError("parameter 'checkpoint' is empty; expected the checkpoint folder")
     from ..processing.predictor import ActionPredictor
 
-    return ActionPredictor.load(
+    predictor = ActionPredictor.load(
         values["checkpoint"], values["profile"], device=values["device"], overrides=profile_overrides(values),
         decode_rollout=values["publish_rollout"],
     )
+    if str(values["device"]).startswith("cuda"):
+        # compile the layers and capture the CUDA graphs before the first real observation arrives
+        log.info("warming up the engine (layer compilation and CUDA-graph capture take about 20 s)")
+        elapsed = predictor.warm_up()
+        if elapsed is not None:
+            log.info("engine warm: %.1f s", elapsed / 1e3)
+    return predictor
 
 
 class PolicyNodeCore:

@@ -148,9 +148,10 @@ def run_command(args: argparse.Namespace, stage: Stage) -> int:
         raise InputError(f"--out {args.out!r}: folder {str(out.parent)!r} does not exist")
 
     stage(f"loading checkpoint {args.checkpoint} on {args.device}")
+    # One request: compiling layers and capturing CUDA graphs would cost far more than they save.
     predictor = ActionPredictor.load(args.checkpoint, args.profile, device=args.device,
                                      overrides=profile_overrides(args), decode_rollout=not args.no_video,
-                                     evaluator=args.evaluator)
+                                     evaluator=args.evaluator, compile_layers=False, cuda_graphs=False)
     profile = predictor.profile
     video = read_frames(args.video, profile.num_frames) if args.video else None
     request = ActionRequest(task=args.prompt, mode=args.mode, image=args.image, cameras=cameras, video=video,

@@ -139,3 +139,15 @@ def test_state_of_wrong_width_is_a_clear_error(predictor, droid_cameras):
 
     with pytest.raises(InputError, match="state: 7 columns; expected 8"):
         predictor.generation_request(ActionRequest(task="t", cameras=droid_cameras, state=STATE[:7]))
+
+
+def test_warm_up_runs_a_request_of_the_profile_shapes(tiny_checkpoint):
+    predictor = ActionPredictor.load(tiny_checkpoint, "released_droid_policy", overrides={"chunk": 4, "steps": 1})
+    cache = predictor.generator.text_cache
+    assert predictor.warm_up() > 0
+    assert cache.misses == 2  # the warm-up prompt and the pinned empty prompt went through the text tower
+
+
+def test_warm_up_is_skipped_when_the_input_size_is_unknown(tiny_checkpoint):
+    predictor = ActionPredictor.load(tiny_checkpoint, "base")
+    assert predictor.warm_up() is None
