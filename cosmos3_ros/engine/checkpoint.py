@@ -38,15 +38,16 @@ FP32_MODULE_PREFIXES = ("time_embedder.",)
 VAE_DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json_object(path: Path, what: str, error: type[Exception] = CheckpointError) -> dict[str, Any]:
+    """A JSON object from ``path``; a missing, unreadable or non-object file raises ``error`` naming it."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise CheckpointError(f"{what}: {str(path)!r} is missing") from exc
+        raise error(f"{what} {str(path)!r} does not exist") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{what}: {str(path)!r} is not valid JSON ({exc})") from exc
+        raise error(f"{what} {str(path)!r} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise CheckpointError(f"{what}: {str(path)!r} must hold a JSON object")
+        raise error(f"{what} {str(path)!r}: expected a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -93,15 +94,15 @@ class CheckpointInfo:
             )
         info = cls(
             root=root,
-            model_index=_read_json(root / "model_index.json", "model index"),
-            transformer_config=_read_json(root / "transformer" / "config.json", "transformer config"),
-            vae_config=_read_json(root / "vae" / "config.json", "VAE config"),
-            scheduler_config=_read_json(root / "scheduler" / "scheduler_config.json", "scheduler config"),
+            model_index=read_json_object(root / "model_index.json", "model index"),
+            transformer_config=read_json_object(root / "transformer" / "config.json", "transformer config"),
+            vae_config=read_json_object(root / "vae" / "config.json", "VAE config"),
+            scheduler_config=read_json_object(root / "scheduler" / "scheduler_config.json", "scheduler config"),
         )
         if (root / "config.json").exists():
-            info.native_config = _read_json(root / "config.json", "native config")
+            info.native_config = read_json_object(root / "config.json", "native config")
         if (root / "checkpoint.json").exists():
-            info.metadata = _read_json(root / "checkpoint.json", "checkpoint metadata")
+            info.metadata = read_json_object(root / "checkpoint.json", "checkpoint metadata")
         info._check_consistency()
         return info
 
@@ -171,7 +172,7 @@ def _shard_files(folder: Path, stem: str) -> dict[str, list[str]]:
     """Map shard file -> tensor names, from ``<stem>.safetensors.index.json`` or a single ``<stem>.safetensors``."""
     index_path = folder / f"{stem}.safetensors.index.json"
     if index_path.exists():
-        index = _read_json(index_path, "weight index")
+        index = read_json_object(index_path, "weight index")
         weight_map = index.get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise CheckpointError(f"{str(index_path)!r}: 'weight_map' must be a non-empty object")

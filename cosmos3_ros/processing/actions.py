@@ -7,7 +7,6 @@ Coming out: model ``[T, 64]`` -> slice to ``raw`` -> de-normalise -> flip grippe
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.checkpoint import read_json_object
 from ..errors import InputError, ProfileError
 
 STAT_KEYS = ("mean", "std", "min", "max", "q01", "q99")
@@ -27,19 +27,6 @@ REQUIRED_STATS = {
 }
 _MIN_STD = 1e-8
 _MIN_RANGE = 1e-6
-
-
-def read_json_object(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from ``path``; a missing, unreadable or non-object file is an InputError naming it."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InputError(f"{what} {str(path)!r} does not exist") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{what} {str(path)!r} is not readable JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{what} {str(path)!r}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 @dataclass(frozen=True)
@@ -79,7 +66,7 @@ class ActionStats:
         ``global``, else from the top level.
         """
         path = Path(path)
-        data = read_json_object(path, "action stats file")
+        data = read_json_object(path, "action stats file", InputError)
         order = ("global_raw", "global") if normalization in (None, "quantile_rot") else ("global", "global_raw")
         for key in order:
             if isinstance(data.get(key), dict):
@@ -172,7 +159,7 @@ def load_action_file(path: str | Path) -> np.ndarray:
     Returns float32 ``[T, D]`` (for ``action_chunks`` the chunks are concatenated in order).
     """
     path = Path(path)
-    data = read_json_object(path, "action file")
+    data = read_json_object(path, "action file", InputError)
     if "data" in data:
         arr = np.asarray(data["data"], dtype=np.float32)
         if "shape" in data and list(arr.shape) != list(data["shape"]):

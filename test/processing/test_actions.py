@@ -68,7 +68,7 @@ def test_stats_missing_what_the_method_needs_are_refused():
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ("{not json", "not readable JSON"), ("[1, 2]", "expected a JSON object"), ('{"foo": [1]}', "none of the keys"),
+    ("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object"), ('{"foo": [1]}', "none of the keys"),
     ('{"mean": [1, NaN]}', "non-finite"),
 ])
 def test_bad_stats_files(tmp_path, content, message):
