@@ -99,17 +99,24 @@ def _attention_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text_k: 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 
 
-def quantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[N, K]`` weight -> (float8_e4m3fn ``[N, K]``, float32 per-output-channel scale ``[1, N]``)."""
+def quantize_fp8(weight: torch.Tensor, per_channel: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[N, K]`` weight -> (float8_e4m3fn ``[N, K]``, float32 scale ``[1, N]`` per output channel, or ``[]``)."""
+    if not per_channel:
+        scale = weight.float().abs().amax().clamp_min(1e-12) / FP8_MAX
+        return (weight.float() / scale).to(torch.float8_e4m3fn), scale
     scale = weight.float().abs().amax(dim=1).clamp_min(1e-12) / FP8_MAX
     return (weight.float() / scale[:, None]).to(torch.float8_e4m3fn), scale.view(1, -1).contiguous()
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """``x @ W.T``: bf16, or FP8 with per-token activation scales and per-channel weight scales."""
+    """``x @ W.T``: bf16, or FP8 (per-token x per-channel scales, or one scale each: cuBLAS's faster path)."""
     if not isinstance(weight, tuple):
         return F.linear(x, weight)
     w8, w_scale = weight
+    if w_scale.ndim == 0:
+        x_scale = x.float().abs().amax().clamp_min(1e-12) / FP8_MAX
+        x8 = (x.float() / x_scale).to(torch.float8_e4m3fn)
+        return torch._scaled_mm(x8, w8.t(), scale_a=x_scale, scale_b=w_scale, out_dtype=x.dtype)
     x_scale = x.float().abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / FP8_MAX
     x8 = (x.float() / x_scale).to(torch.float8_e4m3fn)
     return torch._scaled_mm(x8, w8.t(), scale_a=x_scale, scale_b=w_scale, out_dtype=x.dtype)
@@ -222,7 +229,7 @@ class FastGenerationTower:
 
     def __init__(self, model: torch.nn.Module, layout: GenerationLayout, domain_id: int, max_text_tokens: int = 256,
                  use_graphs: bool = True, compile_layers: bool = False, attention: str = "flash",
-                 fp8: bool = False) -> None:
+                 fp8: bool | str = False) -> None:
         fuse_generation_projections(model)
         self.model = model
         self.layout = layout
@@ -275,15 +282,17 @@ class FastGenerationTower:
         self.capture_ms = 0.0
 
     @staticmethod
-    def _weights(layer: torch.nn.Module, fp8: bool) -> tuple[object, ...]:
+    def _weights(layer: torch.nn.Module, fp8: bool | str) -> tuple[object, ...]:
         """Per-layer operands of ``generation_layer``; the four matrices as FP8 (weight, scale) pairs if ``fp8``."""
         attn, mlp = layer.self_attn, layer.mlp_moe_gen
         up = layer._cosmos3_gate_up if layer._cosmos3_gate_up is not None else mlp.up_proj.weight
         matrices = [layer._cosmos3_qkv, attn.to_add_out.weight, up, mlp.down_proj.weight]
         if fp8:
-            if not hasattr(layer, "_cosmos3_fp8"):
-                layer._cosmos3_fp8 = [quantize_fp8(m) for m in matrices]
-            matrices = layer._cosmos3_fp8
+            per_channel = fp8 != "tensor"
+            cache_name = "_cosmos3_fp8" if per_channel else "_cosmos3_fp8_tensor"
+            if not hasattr(layer, cache_name):
+                setattr(layer, cache_name, [quantize_fp8(m, per_channel) for m in matrices])
+            matrices = getattr(layer, cache_name)
         qkv, out, up, down = matrices
         return (layer.input_layernorm_moe_gen.weight, qkv, attn.norm_added_q.weight, attn.norm_added_k.weight, out,
                 layer.post_attention_layernorm_moe_gen.weight, up, down)

@@ -123,7 +123,7 @@ class ActionGenerator:
     def __init__(self, info: CheckpointInfo, transformer: torch.nn.Module, vae: torch.nn.Module,
                  device: torch.device, dtype: torch.dtype, text_cache_size: int = 8, *,
                  max_text_tokens: int = 128, cuda_graphs: bool = True, compile_layers: bool = True,
-                 attention: str | None = None, fp8: bool = False) -> None:
+                 attention: str | None = None, fp8: bool | str = False) -> None:
         self.info = info
         # On CUDA the cached evaluator uses the static-shape fast tower (CUDA graphs); on CPU the plain one,
         # which keeps the reference's operand shapes so the two are bit-identical.
@@ -340,7 +340,7 @@ class ActionGenerator:
         return self._fast_towers[key]
 
     def configure_fast_path(self, *, cuda_graphs: bool | None = None, compile_layers: bool | None = None,
-                            attention: str | None = None, fp8: bool | None = None) -> None:
+                            attention: str | None = None, fp8: bool | str | None = None) -> None:
         """Change the CUDA fast-path options; captured layouts are dropped and re-captured on next use."""
         if cuda_graphs is not None:
             self.cuda_graphs = cuda_graphs

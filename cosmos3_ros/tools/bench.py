@@ -240,9 +240,10 @@ def measure_diffusers(generator: Any, tokenizer_dir: Path, image: Any, requests:
 
 
 def variant_options(variant: str) -> dict[str, Any]:
-    """``ATTENTION[+compile][+fp8]`` -> ``configure_fast_path`` keyword arguments."""
+    """``ATTENTION[+compile][+fp8|+fp8t]`` -> ``configure_fast_path`` keyword arguments (fp8t: per-tensor scales)."""
     attention, *options = variant.split("+")
-    return {"attention": attention, "compile_layers": "compile" in options, "fp8": "fp8" in options}
+    fp8: bool | str = "tensor" if "fp8t" in options else "fp8" in options
+    return {"attention": attention, "compile_layers": "compile" in options, "fp8": fp8}
 
 
 def profile_step(predictor: Any, request: Any, stage: Stage, rows: int = 25) -> list[dict[str, Any]]:

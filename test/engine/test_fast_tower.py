@@ -70,10 +70,11 @@ def test_fp8_option_stays_close_to_full_precision(tiny_checkpoint, droid_cameras
     generator.fast, generator.cuda_graphs, generator.compile_layers = True, False, False
     generation, _ = predictor.generation_request(ActionRequest(task="t", cameras=droid_cameras, state=DROID_STATE))
     full = generator.generate(generation).action_latents[1:, :8]
-    generator.configure_fast_path(fp8=True)
-    quantized = generator.generate(generation).action_latents[1:, :8]
-    drift = float((quantized - full).norm() / full.norm())
-    assert 0 < drift < 0.1  # quantised (not identical) yet close
+    for mode in (True, "tensor"):  # per-channel/per-token scales, and one scale per tensor
+        generator.configure_fast_path(fp8=mode)
+        quantized = generator.generate(generation).action_latents[1:, :8]
+        drift = float((quantized - full).norm() / full.norm())
+        assert 0 < drift < 0.1  # quantised (not identical) yet close
 
 
 def test_a_longer_prompt_grows_the_text_slot_once(tiny_checkpoint, droid_cameras):
