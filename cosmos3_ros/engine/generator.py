@@ -170,23 +170,30 @@ class ActionGenerator:
     def encode_clean_frames(self, pixels: torch.Tensor, clean_frames: tuple[int, ...], latent_t: int,
                             content_hw: tuple[int, int]) -> torch.Tensor:
         """Normalised latents ``[1, C, T, h, w]`` float32: encoded on clean frames, zero elsewhere."""
+        return self.encode_clean_frames_batch([pixels], clean_frames, latent_t, content_hw)[0]
+
+    def encode_clean_frames_batch(self, pixels: list[torch.Tensor], clean_frames: tuple[int, ...], latent_t: int,
+                                  content_hw: tuple[int, int]) -> list[torch.Tensor]:
+        """``encode_clean_frames`` for several same-shape videos in one VAE call (one batch of B videos)."""
         h, w = (max(s // SPATIAL_COMPRESSION, 1) for s in content_hw)
         channels = int(self.vae.config.z_dim)
-        x0 = torch.zeros(1, channels, latent_t, h, w)
+        x0 = [torch.zeros(1, channels, latent_t, h, w) for _ in pixels]
         clean = [f for f in clean_frames if 0 <= f < latent_t]
         if not clean:
             return x0
         needed = pixel_prefix_for(max(clean))
-        if pixels.shape[1] < needed:
-            raise InputError(f"{pixels.shape[1]} pixel frame(s) given; clean latent frames {clean} need {needed}")
+        for p in pixels:
+            if p.shape[1] < needed:
+                raise InputError(f"{p.shape[1]} pixel frame(s) given; clean latent frames {clean} need {needed}")
         vae_dtype = self._latents_mean.dtype
-        x = pixels[:, :needed].unsqueeze(0).to(device=self.device, dtype=vae_dtype)
+        x = torch.stack([p[:, :needed] for p in pixels]).to(device=self.device, dtype=vae_dtype)
         mu = self.vae.encode(x).latent_dist.mode()
         mean = self._latents_mean.to(self.device).view(1, -1, 1, 1, 1)
         inv_std = self._latents_inv_std.to(self.device).view(1, -1, 1, 1, 1)
         z = ((mu - mean) * inv_std).float()[:, :, :, :h, :w].cpu()
-        for f in clean:
-            x0[:, :, f] = z[:, :, f]
+        for index, out in enumerate(x0):
+            for f in clean:
+                out[:, :, f] = z[index: index + 1, :, f]
         return x0
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -262,6 +269,48 @@ class ActionGenerator:
             with watch("vae_encode"):
                 x0_video = self.encode_clean_frames(request.pixels, layout.clean_frames, layout.latent_thw[0],
                                                     request.content_hw)
+        return self._generate_from_latents(request, layout, x0_video, evaluator, watch, progress)
+
+    def generate_batch(self, requests: list[GenerationRequest], evaluator: str = "cached",
+                       progress: Callable[[str], None] | None = None) -> list[GenerationResult]:
+        """Several requests: their clean frames are VAE-encoded together (same shapes), then each is denoised.
+
+        Results equal ``generate`` per request up to the VAE's batch arithmetic; ``vae_encode`` time is shared
+        out evenly.
+        """
+        if evaluator not in EVALUATORS:
+            raise InputError(f"evaluator {evaluator!r}; expected one of {list(EVALUATORS)}")
+        for request in requests:
+            self._validate(request)
+        layouts = [self.layout_for(r) for r in requests]
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for index, (request, layout) in enumerate(zip(requests, layouts, strict=True)):
+            key = (tuple(request.pixels.shape), layout.clean_frames, layout.latent_thw, request.content_hw)
+            groups.setdefault(key, []).append(index)
+        encoded: dict[int, torch.Tensor] = {}
+        shares: dict[int, float] = {}
+        with torch.no_grad():
+            for indices in groups.values():
+                watch = _Stopwatch(self.device)
+                first = layouts[indices[0]]
+                with watch("vae_encode"):
+                    latents = self.encode_clean_frames_batch([requests[i].pixels for i in indices], first.clean_frames,
+                                                             first.latent_thw[0], requests[indices[0]].content_hw)
+                for i, latent in zip(indices, latents, strict=True):
+                    encoded[i] = latent
+                    shares[i] = watch.times["vae_encode"] / len(indices)
+        results = []
+        for index, (request, layout) in enumerate(zip(requests, layouts, strict=True)):
+            watch = _Stopwatch(self.device)
+            watch.times["vae_encode"] = shares[index]
+            results.append(self._generate_from_latents(request, layout, encoded[index], evaluator, watch, progress))
+        return results
+
+    def _generate_from_latents(self, request: GenerationRequest, layout: GenerationLayout, x0_video: torch.Tensor,
+                               evaluator: str, watch: _Stopwatch, progress: Callable[[str], None] | None
+                               ) -> GenerationResult:
+        """Noise, the denoising loop and the optional decode, from the encoded clean latents."""
+        with torch.no_grad():
             noise_video, noise_action = self.initial_noise(request, layout)
             vision_mask = layout.vision_condition_mask()
             action_mask = layout.action_condition_mask()

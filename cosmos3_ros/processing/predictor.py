@@ -266,6 +266,35 @@ class ActionPredictor:
                                normalization=profile.normalization, stats=profile.stats,
                                binarize_gripper=profile.binarize_gripper)
 
+    def predict_batch(self, requests: list[ActionRequest], workers: int = 4) -> list[ActionPrediction]:
+        """Several requests (e.g. bag windows): preprocessed on parallel threads, VAE-encoded in one batch, then
+        denoised one after another. Each result equals ``predict`` on its own up to the VAE's batch arithmetic.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not requests:
+            return []
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(requests)))) as pool:
+            prepared = list(pool.map(self.generation_request, requests))
+        preprocess_ms = (time.perf_counter() - start) * 1e3 / len(requests)
+        results = self.generator.generate_batch([g for g, _ in prepared], evaluator=self.evaluator)
+        predictions = []
+        profile = self.profile
+        for (_, context), result in zip(prepared, results, strict=True):
+            post_start = time.perf_counter()
+            actions = self.physical_actions(result, context)
+            timings = {"preprocess": preprocess_ms, **result.timings_ms,
+                       "postprocess": (time.perf_counter() - post_start) * 1e3}
+            timings["total"] = sum(timings.values())
+            predictions.append(ActionPrediction(
+                actions=actions, rollout=result.rollout.numpy() if result.rollout is not None else None,
+                mode=context["mode"], profile=profile.name, domain_name=profile.domain_name,
+                domain_id=profile.domain_id, dimension_names=profile.dimension_names, fps=profile.fps,
+                seed=context["seed"], timings_ms=timings,
+            ))
+        return predictions
+
     def predict(self, request: ActionRequest, noise: dict[str, torch.Tensor] | None = None,
                 progress: Callable[[str], None] | None = None) -> ActionPrediction:
         """Run one request end to end."""

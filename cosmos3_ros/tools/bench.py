@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-requests", type=int, default=8, help="timed diffusers requests")
     parser.add_argument("--no-baseline", action="store_true", help="skip the diffusers pipeline")
     parser.add_argument("--extras", default="guidance_interval,inverse_dynamics,edge",
-                        help="comma list of: guidance_interval, inverse_dynamics, edge, no_graphs, profile")
+                        help="comma list of: guidance_interval, inverse_dynamics, bag_batch, edge, no_graphs, profile, "
+                             "vae_benchmark")
     parser.add_argument("--variants", default="flash",
                         help="engine variants to time, comma list of ATTENTION[+compile] (ATTENTION: flash, cudnn); "
                              "the first is the headline")
@@ -239,6 +240,38 @@ def measure_diffusers(generator: Any, tokenizer_dir: Path, image: Any, requests:
             "warmup_ms": warmup_ms}
 
 
+def measure_bag_windows(predictor: Any, cameras: dict[str, Any], stage: Stage, batch: int = 4,
+                        rounds: int = 3) -> dict[str, Any]:
+    """Inverse-dynamics windows per second: one at a time vs ``predict_batch`` of ``batch`` windows."""
+    import numpy as np
+    import torch
+
+    from ..processing.request import ActionRequest
+    from .demo import DEMO_STATE
+
+    rng = np.random.default_rng(0)
+
+    def window(k: int) -> ActionRequest:
+        frames = [{name: np.roll(image, int(rng.integers(0, 64)), axis=1) for name, image in cameras.items()}
+                  for _ in range(33)]
+        return ActionRequest(task="label this episode", mode="inverse_dynamics", video=frames, state=DEMO_STATE,
+                             seed=k)
+
+    windows = [window(k) for k in range(batch)]
+    device = predictor.generator.device
+    predictor.predict(windows[0])  # warm-up (capture for this layout)
+    predictor.predict_batch(windows[:2])
+    single, batched = [], []
+    for _ in range(rounds):
+        single.append(_timed(lambda: [predictor.predict(w) for w in windows], device)[0] / batch)
+        batched.append(_timed(lambda: predictor.predict_batch(windows), device)[0] / batch)
+        torch.cuda.synchronize(device)
+    one, many = 1e3 / statistics.median(single), 1e3 / statistics.median(batched)
+    stage(f"bag windows/s: batch 1 {one:.2f}, batch {batch} {many:.2f} (x{many / one:.2f})")
+    return {"batch": batch, "windows_per_s_batch1": one, f"windows_per_s_batch{batch}": many,
+            "ratio": many / one}
+
+
 def variant_options(variant: str) -> dict[str, Any]:
     """``ATTENTION[+compile][+fp8|+fp8t]`` -> ``configure_fast_path`` keyword arguments (fp8t: per-tensor scales)."""
     attention, *options = variant.split("+")
@@ -378,6 +411,8 @@ def bench_command(args: argparse.Namespace, stage: Stage) -> int:
         first_step = predictor.with_profile(predictor.profile.with_overrides(guidance_steps=1))
         interval = measure_ours(first_step, request, max(5, args.requests // 2), stage)
         results["guidance_first_step_only"] = {"p50_ms": interval["p50_ms"], "p90_ms": interval["p90_ms"]}
+    if "bag_batch" in extras:
+        results["bag_windows"] = measure_bag_windows(predictor, cameras, stage)
     if "vae_benchmark" in extras:
         frames = [dict(cameras)] * 33
         inverse = ActionRequest(task=request.task, mode="inverse_dynamics", video=frames, state=DEMO_STATE)
