@@ -346,7 +346,7 @@ class ActionGenerator:
         for index, timestep in enumerate(scheduler.timesteps):
             if progress:
                 progress(f"denoise step {index + 1}/{steps}")
-            cfg = settings.uses_cfg(index)
+            cfg = settings.uses_cfg(index, int(timestep.item()))
             outputs = velocity(vision.to(self.dtype), action.to(self.dtype), int(timestep.item()), cfg)
             (v_cond, a_cond) = outputs[0]
             v_cond = (v_cond * noisy_vision.to(v_cond.dtype)).float()

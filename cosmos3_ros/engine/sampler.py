@@ -30,6 +30,8 @@ class SamplingSettings:
         steps: number of UniPC steps.
         guidance: CFG scale g in ``u + g (c - u)``; 1 disables the unconditional branch.
         guidance_steps: run CFG only on the first k steps (None = every step).
+        guidance_interval: run CFG only on steps whose integer timestep t has ``lo <= t <= hi`` (None = every
+            step); the Edge policy is served with (960, 1001), i.e. the first of 4 steps.
         schedule: ``native`` or ``checkpoint``.
         flow_shift: shift of the native schedule.
 
@@ -38,14 +40,20 @@ class SamplingSettings:
     steps: int
     guidance: float
     guidance_steps: int | None = None
+    guidance_interval: tuple[int, int] | None = None
     schedule: str = "native"
     flow_shift: float = 5.0
 
-    def uses_cfg(self, step_index: int) -> bool:
-        """Whether step ``step_index`` runs the unconditional branch."""
+    def uses_cfg(self, step_index: int, timestep: int | None = None) -> bool:
+        """Whether step ``step_index`` (integer timestep ``timestep``) runs the unconditional branch."""
         if self.guidance == 1.0:
             return False
-        return self.guidance_steps is None or step_index < self.guidance_steps
+        if self.guidance_steps is not None and step_index >= self.guidance_steps:
+            return False
+        if self.guidance_interval is not None and timestep is not None:
+            low, high = self.guidance_interval
+            return low <= timestep <= high
+        return True
 
 
 def native_scheduler(flow_shift: float) -> UniPCMultistepScheduler:

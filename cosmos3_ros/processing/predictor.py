@@ -27,6 +27,7 @@ from .prompt import PromptTokenizer, caption, clean_task
 from .request import MODES, ActionPrediction, ActionRequest
 
 log = logging.getLogger(__name__)
+EDGE_GUIDANCE_INTERVAL = (960, 1001)
 
 
 def resolve_profile(base: Profile | str, generator: ActionGenerator | None = None,
@@ -47,6 +48,9 @@ def resolve_profile(base: Profile | str, generator: ActionGenerator | None = Non
             # checkpoint.json describes the checkpoint's own (released) contract; the base-model contract
             # always uses the JSON caption.
             declared["prompt_format"] = info.prompt_format
+        if profile.name != "base" and info.variant == "edge":
+            # NVIDIA serves the Edge policy with CFG on timesteps in [960, 1001] only (the first of 4 steps)
+            declared["guidance_interval"] = EDGE_GUIDANCE_INTERVAL
         if profile.name == "base":
             # The base-model contract honours what the checkpoint's pipeline declares, unless overridden.
             declared["use_system_prompt"] = bool(info.model_index.get("default_use_system_prompt", False))
@@ -247,7 +251,8 @@ class ActionPredictor:
             action_start_offset=profile.action_start_offset, raw_action_dim=profile.raw_action_dim,
             domain_id=profile.domain_id, fps=profile.fps,
             sampling=SamplingSettings(steps=profile.steps, guidance=profile.guidance,
-                                      guidance_steps=profile.guidance_steps, schedule=profile.schedule,
+                                      guidance_steps=profile.guidance_steps,
+                                      guidance_interval=profile.guidance_interval, schedule=profile.schedule,
                                       flow_shift=profile.flow_shift),
             seed=seed, noise=noise, decode=decode,
         )

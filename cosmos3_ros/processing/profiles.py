@@ -98,6 +98,7 @@ class Profile:
         normalization / stats: de-normalisation of model-space actions (None = actions are physical).
         binarize_gripper: threshold gripper columns at 0.5 on output.
         steps / guidance / guidance_steps: sampler steps, CFG scale, CFG only on the first k steps (None = all).
+        guidance_interval: CFG only on steps with integer timestep in ``[lo, hi]`` (None = all; Edge: 960, 1001).
         schedule / flow_shift: ``native`` linear-shift sigmas, or the checkpoint's own scheduler config.
         seed: noise seed when a request gives none.
         cond_frames: clean latent frames override (None = the mode's default).
@@ -129,6 +130,7 @@ class Profile:
     steps: int
     guidance: float
     guidance_steps: int | None
+    guidance_interval: tuple[int, int] | None
     schedule: str
     flow_shift: float
     seed: int
@@ -184,7 +186,7 @@ class Profile:
             if "gripper_dims" not in changes and self.gripper_dims:
                 width = int(changes["raw_action_dim"])
                 changes["gripper_dims"] = tuple(d for d in self.gripper_dims if d < width)
-        for key in ("camera_input_hw", "cond_frames", "gripper_dims", "dimension_names"):
+        for key in ("camera_input_hw", "cond_frames", "gripper_dims", "dimension_names", "guidance_interval"):
             if key in changes and changes[key] is not None:
                 changes[key] = tuple(changes[key])
         profile = dataclasses.replace(self, **changes)
@@ -236,6 +238,9 @@ class Profile:
             raise bad("guidance", self.guidance, "a number >= 0")
         if self.guidance_steps is not None and self.guidance_steps < 0:
             raise bad("guidance_steps", self.guidance_steps, "None or an integer >= 0")
+        if self.guidance_interval is not None and (len(self.guidance_interval) != 2
+                                                   or self.guidance_interval[0] > self.guidance_interval[1]):
+            raise bad("guidance_interval", self.guidance_interval, "None or (low, high) timesteps with low <= high")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", self.schedule, f"one of {list(SCHEDULES)}")
         if not self.flow_shift > 0:
@@ -274,6 +279,7 @@ RELEASED_DROID_POLICY = Profile(
     steps=4,
     guidance=3.0,
     guidance_steps=None,
+    guidance_interval=None,
     schedule="native",
     flow_shift=5.0,
     seed=0,
@@ -305,6 +311,7 @@ BASE = Profile(
     steps=30,
     guidance=1.0,
     guidance_steps=None,
+    guidance_interval=None,
     schedule="native",
     flow_shift=10.0,
     seed=0,

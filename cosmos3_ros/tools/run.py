@@ -40,6 +40,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="denoising steps")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off)")
     parser.add_argument("--guidance-steps", type=int, help="apply CFG only on the first K steps")
+    parser.add_argument("--guidance-interval", type=int, nargs=2, metavar=("LO", "HI"),
+                        help="apply CFG only on steps whose integer timestep is in [LO, HI] (Edge: 960 1001)")
     parser.add_argument("--schedule", choices=("native", "checkpoint"),
                         help="native linear-shift sigmas, or the checkpoint's scheduler config")
     parser.add_argument("--flow-shift", type=float, help="shift of the native schedule")
@@ -62,6 +64,7 @@ def profile_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "chunk": args.chunk, "fps": args.fps, "resolution_tier": args.resolution_tier,
         "view_point": args.view_point, "prompt_format": args.prompt_format, "steps": args.steps,
         "guidance": args.guidance, "guidance_steps": args.guidance_steps, "schedule": args.schedule,
+        "guidance_interval": tuple(args.guidance_interval) if args.guidance_interval else None,
         "flow_shift": args.flow_shift, "seed": args.seed, "normalization": args.normalization,
         "binarize_gripper": True if args.binarize_gripper else None,
         "use_system_prompt": None if args.system_prompt is None else args.system_prompt == "on",

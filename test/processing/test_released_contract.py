@@ -151,3 +151,42 @@ def test_warm_up_runs_a_request_of_the_profile_shapes(tiny_checkpoint):
 def test_warm_up_is_skipped_when_the_input_size_is_unknown(tiny_checkpoint):
     predictor = ActionPredictor.load(tiny_checkpoint, "base")
     assert predictor.warm_up() is None
+
+
+def test_guidance_interval_runs_cfg_only_on_timesteps_inside_it():
+    settings = SamplingSettings(steps=4, guidance=3.0, guidance_interval=(960, 1001))
+    _, timesteps = schedule_table(settings)
+    assert [settings.uses_cfg(i, t) for i, t in enumerate(timesteps)] == [True, False, False, False]
+    assert not SamplingSettings(steps=4, guidance=1.0).uses_cfg(0, 999)
+
+
+def test_edge_checkpoints_declare_json_prompts_and_the_guidance_interval(tmp_path):
+    from cosmos3_ros.engine.tiny_checkpoint import make_tiny_checkpoint
+
+    edge = ActionPredictor.load(make_tiny_checkpoint(tmp_path / "edge", seed=2, variant="edge"),
+                                "released_droid_policy")
+    assert edge.profile.guidance_interval == (960, 1001) and edge.profile.prompt_format == "json"
+    assert RELEASED_DROID_POLICY.guidance_interval is None  # Nano: CFG on every step
+
+
+def test_edge_policy_runs_with_cfg_on_the_first_step_only(tmp_path, droid_cameras):
+    from cosmos3_ros.engine.tiny_checkpoint import make_tiny_checkpoint
+
+    edge = ActionPredictor.load(make_tiny_checkpoint(tmp_path / "edge", seed=2, variant="edge"),
+                                "released_droid_policy", overrides={"chunk": 4})
+    generation, _ = edge.generation_request(ActionRequest(task="t", cameras=droid_cameras, state=STATE))
+    calls = []
+    original = edge.generator._make_evaluator
+
+    def spy(*args, **kwargs):
+        evaluate = original(*args, **kwargs)
+
+        def wrapped(vision, action, timestep, cfg):
+            calls.append((timestep, cfg))
+            return evaluate(vision, action, timestep, cfg)
+
+        return wrapped
+
+    edge.generator._make_evaluator = spy
+    edge.generator.generate(generation)
+    assert calls == [(999, True), (937, False), (833, False), (624, False)]
