@@ -140,7 +140,6 @@ def generation_layer(flat: torch.Tensor, weights: tuple[torch.Tensor, ...], cos:
     ``cos``/``sin`` ``[B, N, 1, D]``; ``text_k``/``text_v`` ``[B, Hkv, S, D]``; ``text_bias`` ``[B, 1, 1, S]``.
     """
     in_norm, qkv_w, q_norm, k_norm, out_w, post_norm, up_w, down_w = weights
-    width = flat.shape[-1]
     tokens = flat.shape[0] // batch
     d = cos.shape[-1]
     groups = heads // kv_heads
@@ -180,7 +179,6 @@ def generation_layer(flat: torch.Tensor, weights: tuple[torch.Tensor, ...], cos:
         bias = text_bias.expand(batch, heads, tokens, text_bias.shape[-1])
         attended = _attention_parts(q, k, v, text_k, text_v, bias, backend)
     flat = flat + _linear(attended.reshape(batch * tokens, heads * d), out_w)
-    del width
     return _mlp(flat, post_norm, up_w, down_w, eps, weight_fp32, gated)
 
 

@@ -24,7 +24,14 @@ import torch
 from ..errors import CheckpointError, InputError
 from . import sampler as unipc
 from .checkpoint import CheckpointInfo, load_transformer, load_vae, load_vae_decoder
-from .layout import SPATIAL_COMPRESSION, GenerationLayout, latent_frames, pixel_prefix_for, text_positions
+from .layout import (
+    SPATIAL_COMPRESSION,
+    GenerationLayout,
+    PositionConfig,
+    latent_frames,
+    pixel_prefix_for,
+    text_positions,
+)
 from .stacks import GenerationInputs, GenerationTower, TextKV, TextTower
 from .text_kv import TextKVCache
 
@@ -437,7 +444,7 @@ class ActionGenerator:
             hidden = tower.embed(GenerationInputs(vision, action, timestep))
             batch = hidden.unsqueeze(0).expand(len(texts), -1, -1)
             out = tower.forward(batch, texts, [ropes[t.length] for t in texts])
-            return [tower.read_out(out[b], vision.shape) for b in range(len(texts))]
+            return [tower.read_out(out[b]) for b in range(len(texts))]
 
         return evaluate
 
@@ -445,18 +452,18 @@ class ActionGenerator:
                              ) -> Callable[..., list[tuple[torch.Tensor, torch.Tensor]]]:
         """Per-step full forward of the diffusers transformer, no caching of any kind."""
         model, device = self.transformer, self.device
-        tower = GenerationTower(model, layout, request.domain_id)  # for positions only
+        positions = PositionConfig.from_model_config(model.config)
 
         def packed(ids: tuple[int, ...]) -> dict[str, object]:
             length = len(ids)
             n_vision = layout.num_vision_tokens
             action_index = torch.arange(length + n_vision, length + layout.num_gen_tokens, device=device)
-            positions = torch.cat([text_positions(length, tower.positions),
-                                   layout.gen_positions(length, tower.positions)], dim=1)
+            position_ids = torch.cat([text_positions(length, positions), layout.gen_positions(length, positions)],
+                                     dim=1)
             return {
                 "input_ids": torch.tensor(ids, dtype=torch.long, device=device),
                 "text_indexes": torch.arange(length, device=device),
-                "position_ids": positions.to(device),
+                "position_ids": position_ids.to(device),
                 "und_len": length,
                 "sequence_length": length + layout.num_gen_tokens,
                 "vision_token_shapes": [layout.patch_grid],

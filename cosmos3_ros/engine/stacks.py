@@ -137,7 +137,7 @@ class GenerationTower:
 
     def embed(self, inputs: GenerationInputs) -> torch.Tensor:
         """``[N, C]`` generation-stream input: patch projection + modality embeddings + timestep on noisy tokens."""
-        model, layout = self.model, self.layout
+        model = self.model
         dtype = model.proj_in.weight.dtype
         patches, _ = model._patchify_and_pack_latents([inputs.vision_latents])
         vision = model.proj_in(patches)
@@ -148,7 +148,6 @@ class GenerationTower:
         if len(self.noisy_rows):
             emb = self._timestep_embedding(inputs.timestep, len(self.noisy_rows), dtype)
             action = action.index_add(0, self.noisy_rows, emb)
-        del layout
         return torch.cat([vision, action], dim=0)
 
     def forward(self, hidden: torch.Tensor, texts: list[TextKV], ropes: list[tuple[torch.Tensor, torch.Tensor]]
@@ -179,7 +178,7 @@ class GenerationTower:
             hidden = flat.view(batch, tokens, width)
         return model.norm_moe_gen(hidden)
 
-    def read_out(self, hidden: torch.Tensor, vision_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    def read_out(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Velocities of one branch from its ``[N, C]`` output: vision ``[1, C_lat, T, H, W]``, action ``[rows, A]``."""
         model, layout = self.model, self.layout
         vision = model.proj_out(hidden[self.vision_read_index])
@@ -192,5 +191,4 @@ class GenerationTower:
         if len(self.noisy_rows):
             velocity_action[self.noisy_rows] = model.action_proj_out(hidden[self.action_read_index],
                                                                      self.noisy_domain_ids)
-        del vision_shape
         return velocity_vision, velocity_action
