@@ -165,17 +165,8 @@ def generation_layer(flat: torch.Tensor, weights: tuple[torch.Tensor, ...], cos:
         padded = text_bias.isinf().sum(-1, keepdim=True).float()  # [B, 1, 1, 1]
         correction = 1.0 / (1.0 - padded * torch.exp(-lse.unsqueeze(-1))).clamp_min(1e-6)
         attended = (out.float() * correction).to(q.dtype).transpose(1, 2).flatten(2)
-        flat = flat + _linear(attended.reshape(batch * tokens, heads * d), out_w)
-        return _mlp(flat, post_norm, up_w, down_w, eps, weight_fp32, gated)
-    text_k, text_v = text_k.repeat_interleave(groups, dim=1), text_v.repeat_interleave(groups, dim=1)
-    if backend == "cudnn_masked":
-        # one kernel over [text slot | own keys]; padded text keys are masked out by the bias
-        keys, values = torch.cat([text_k, k], dim=2), torch.cat([text_v, v], dim=2)
-        bias = torch.cat([text_bias, text_bias.new_zeros(batch, 1, 1, tokens)], dim=-1)
-        bias = bias.expand(batch, heads, tokens, bias.shape[-1])
-        out = torch.ops.aten._scaled_dot_product_cudnn_attention(q, keys, values, bias, False, 0.0, False, False)[0]
-        attended = out.transpose(1, 2).flatten(2)
     else:
+        text_k, text_v = text_k.repeat_interleave(groups, dim=1), text_v.repeat_interleave(groups, dim=1)
         bias = text_bias.expand(batch, heads, tokens, text_bias.shape[-1])
         attended = _attention_parts(q, k, v, text_k, text_v, bias, backend)
     flat = flat + _linear(attended.reshape(batch * tokens, heads * d), out_w)
