@@ -1,10 +1,13 @@
 """The CUDA fast path of the generation stream: static shapes, fused projections, CUDA graphs.
 
 Per denoising step it runs only the generation stack over vision + action tokens for both CFG branches as
-one batch. The text K/V of each branch sits in a fixed-size slot (``max_text_tokens``, padded); generation
-queries attend to their own tokens with flash attention and to the text slot with a masked kernel, and the
-two partial results are merged exactly through their log-sum-exp. Shapes therefore do not depend on the
-prompt, and the step is captured in a CUDA graph once per layout: a prompt change only rewrites the slot.
+one batch. The text K/V of each branch sits in a fixed-size slot (``max_text_tokens``), so shapes never depend
+on the prompt and the step is captured in a CUDA graph once per layout: a prompt change only rewrites the slot.
+How generation queries see ``[text | own keys]`` depends on the attention backend:
+
+* ``cudnn_zero_pad`` (default with cuDNN): one kernel over ``[zero-padded slot | own keys]``, rescaled exactly
+  through its log-sum-exp.
+* ``cudnn`` / ``flash``: own keys and the masked slot in two kernels, merged by their log-sum-exp.
 
 Differences from the reference forward are rounding only (bf16): the timestep MLP runs once per step
 instead of once per token, q/k/v and gate/up are single fused matrix products (their weights are views of
@@ -130,28 +133,57 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float, weight_fp32: bool) -
     return normed.to(weight.dtype) * weight
 
 
-def generation_layer(flat: torch.Tensor, weights: tuple[torch.Tensor, ...], cos: torch.Tensor, sin: torch.Tensor,
-                     text_k: torch.Tensor, text_v: torch.Tensor, text_bias: torch.Tensor, *, batch: int, heads: int,
-                     kv_heads: int, eps: float, weight_fp32: bool, gated: bool, backend: str,
-                     native_gqa: bool = False) -> torch.Tensor:
+def _residual(flat: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``flat + delta`` rounded once to the stream dtype, exactly as the reference's bf16 add.
+
+    Spelled in float32 so the compiler fuses it into the next norm instead of folding it into the preceding
+    product as ``addmm``, which would first copy the whole residual stream into the product's output.
+    """
+    return (flat.float() + delta.float()).to(flat.dtype)
+
+
+def generation_layer(flat: torch.Tensor, pending: torch.Tensor | None, weights: tuple[torch.Tensor, ...],
+                     cos: torch.Tensor, sin: torch.Tensor, attention: tuple[torch.Tensor, ...], *, batch: int,
+                     heads: int, kv_heads: int, eps: float, weight_fp32: bool, gated: bool, backend: str,
+                     native_gqa: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One generation-stream layer on ``flat`` ``[B * N, C]`` as a pure function (so it can be compiled once).
 
+    ``pending`` is the previous layer's MLP output, not yet added to the residual stream (None for layer 0);
+    the layer returns its own residual stream (after attention) and MLP output the same way, so each residual
+    add is fused into the norm that follows it.
     ``weights`` = (input norm, q/k/v fused, q norm, k norm, out, post norm, gate/up fused or up, down);
-    ``cos``/``sin`` ``[B, N, 1, D]``; ``text_k``/``text_v`` ``[B, Hkv, S, D]``; ``text_bias`` ``[B, 1, 1, S]``.
+    ``cos``/``sin`` ``[B, N, 1, D]``; ``attention`` = the text slot ``(text_k, text_v, text_bias)``:
+    ``[B, Hkv, S, D]`` twice and ``[B, 1, 1, S]`` (0 / -inf).
     """
     in_norm, qkv_w, q_norm, k_norm, out_w, post_norm, up_w, down_w = weights
+    if pending is not None:
+        flat = _residual(flat, pending)
     tokens = flat.shape[0] // batch
     d = cos.shape[-1]
-    groups = heads // kv_heads
     normed = _rms(flat, in_norm, eps, weight_fp32)
     q, k, v = _linear(normed, qkv_w).split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
     q = _rms(q.view(batch, tokens, heads, d), q_norm, eps, weight_fp32)
     k = _rms(k.view(batch, tokens, kv_heads, d), k_norm, eps, weight_fp32)
     q = q * cos + _rotate_half(q) * sin
     k = k * cos + _rotate_half(k) * sin
+    v = v.reshape(batch, tokens, kv_heads, d)
+    attended = _slot_attention(q, k, v, attention, batch=batch, heads=heads, kv_heads=kv_heads, backend=backend,
+                               native_gqa=native_gqa)
+    flat = _residual(flat, _linear(attended.reshape(batch * tokens, heads * d), out_w))
+    return flat, _mlp(flat, post_norm, up_w, down_w, eps, weight_fp32, gated)
+
+
+def _slot_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention: tuple[torch.Tensor, ...], *,
+                    batch: int, heads: int, kv_heads: int, backend: str, native_gqa: bool) -> torch.Tensor:
+    """Attention over ``[text slot | own keys]`` for the slot backends; q ``[B, N, Hq, D]``, k/v ``[B, N, Hkv, D]``.
+
+    Returns ``[B, N, Hq * D]``.
+    """
+    text_k, text_v, text_bias = attention
+    tokens, groups = q.shape[1], heads // kv_heads
     q = q.transpose(1, 2)
     k = k.transpose(1, 2)
-    v = v.reshape(batch, tokens, kv_heads, d).transpose(1, 2)
+    v = v.transpose(1, 2)
     if not native_gqa:  # kernels without grouped-query support get the KV heads repeated
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     if backend == "cudnn_zero_pad":
@@ -164,25 +196,22 @@ def generation_layer(flat: torch.Tensor, weights: tuple[torch.Tensor, ...], cos:
         out, lse = _partial_attention(q, keys, values, None, "cudnn")
         padded = text_bias.isinf().sum(-1, keepdim=True).float()  # [B, 1, 1, 1]
         correction = 1.0 / (1.0 - padded * torch.exp(-lse.unsqueeze(-1))).clamp_min(1e-6)
-        attended = (out.float() * correction).to(q.dtype).transpose(1, 2).flatten(2)
-    else:
-        text_k, text_v = text_k.repeat_interleave(groups, dim=1), text_v.repeat_interleave(groups, dim=1)
-        bias = text_bias.expand(batch, heads, tokens, text_bias.shape[-1])
-        attended = _attention_parts(q, k, v, text_k, text_v, bias, backend)
-    flat = flat + _linear(attended.reshape(batch * tokens, heads * d), out_w)
-    return _mlp(flat, post_norm, up_w, down_w, eps, weight_fp32, gated)
+        return (out.float() * correction).to(q.dtype).transpose(1, 2).flatten(2)
+    text_k, text_v = text_k.repeat_interleave(groups, dim=1), text_v.repeat_interleave(groups, dim=1)
+    bias = text_bias.expand(batch, heads, tokens, text_bias.shape[-1])
+    return _attention_parts(q, k, v, text_k, text_v, bias, backend)
 
 
 def _mlp(flat: torch.Tensor, post_norm: torch.Tensor, up_w: object, down_w: object, eps: float, weight_fp32: bool,
          gated: bool) -> torch.Tensor:
-    """Post-attention norm + MLP (SiLU-gated, or relu^2 on Edge) + residual."""
+    """Post-attention norm + MLP (SiLU-gated, or relu^2 on Edge); the residual add is left to the caller."""
     normed = _rms(flat, post_norm, eps, weight_fp32)
     if gated:
         gate, up = _linear(normed, up_w).chunk(2, dim=-1)  # type: ignore[arg-type]
         hidden = F.silu(gate) * up
     else:
         hidden = torch.relu(_linear(normed, up_w)).square()  # type: ignore[arg-type]
-    return flat + _linear(hidden, down_w)  # type: ignore[arg-type]
+    return _linear(hidden, down_w)  # type: ignore[arg-type]
 
 
 def cudnn_supports_gqa(device: torch.device) -> bool:
@@ -310,6 +339,10 @@ class FastGenerationTower:
             self._slot_lengths[slot] = length
         self._slot_texts[slot] = text
 
+    def _attention_inputs(self, index: int, batch: int) -> tuple[torch.Tensor, ...]:
+        """The text slot of layer ``index`` for ``generation_layer`` (see its docstring)."""
+        return self.text_k[index, :batch], self.text_v[index, :batch], self.text_bias[:batch]
+
     # ----- the step ------------------------------------------------------------------------------------------
 
     def _timestep_embedding(self, timestep: torch.Tensor) -> torch.Tensor:
@@ -329,14 +362,14 @@ class FastGenerationTower:
 
     def _layers(self, hidden: torch.Tensor, batch: int) -> torch.Tensor:
         tokens, width = hidden.shape[1], hidden.shape[2]
-        cos, sin, bias = self.cos[:batch], self.sin[:batch], self.text_bias[:batch]
-        flat = hidden.reshape(batch * tokens, width)
+        cos, sin = self.cos[:batch], self.sin[:batch]
+        flat, pending = hidden.reshape(batch * tokens, width), None
         for index, weights in enumerate(self.layer_weights):
-            flat = self.layer_fn(flat, weights, cos, sin, self.text_k[index, :batch], self.text_v[index, :batch], bias,
-                                 batch=batch, heads=self.heads, kv_heads=self.kv_heads, eps=self.eps,
-                                 weight_fp32=self.weight_fp32, gated=self.gated, backend=self.attention,
-                                 native_gqa=self.native_gqa)
-        return self.model.norm_moe_gen(flat).view(batch, tokens, width)
+            flat, pending = self.layer_fn(flat, pending, weights, cos, sin, self._attention_inputs(index, batch),
+                                          batch=batch, heads=self.heads, kv_heads=self.kv_heads, eps=self.eps,
+                                          weight_fp32=self.weight_fp32, gated=self.gated, backend=self.attention,
+                                          native_gqa=self.native_gqa)
+        return self.model.norm_moe_gen(flat + pending).view(batch, tokens, width)
 
     def _run(self, buffers: _StepBuffers) -> tuple[torch.Tensor, torch.Tensor]:
         model, layout = self.model, self.layout

@@ -34,11 +34,14 @@ from .layout import (
 )
 from .stacks import GenerationInputs, GenerationTower, TextKV, TextTower
 from .text_kv import TextKVCache
+from .vae_encode import GraphedEncoder, use_single_frame_conv2d
 
 EVALUATORS = ("cached", "reference")
-# CUDA attention for the generation stream: flash / cudnn merge a masked text-slot kernel by log-sum-exp;
-# cudnn_zero_pad folds the zero-padded slot into one kernel and rescales. (One masked cuDNN kernel over
-# [text | generation] was measured at 940 vs 716 ms and dropped: its expanded bias is read per query.)
+# CUDA attention for the generation stream (see fast.py): cudnn_zero_pad runs one kernel over the zero-padded
+# slot and rescales; flash / cudnn merge a masked text-slot kernel by log-sum-exp. Dropped after measuring: one
+# masked cuDNN kernel over [text | generation] (940 vs 716 ms: its expanded bias is read per query) and cuDNN's
+# ragged (variable-length) layout through torch 2.11 (it rebuilds its cuDNN graph per call, which CUDA-graph
+# capture rejects).
 ATTENTION_BACKENDS = ("flash", "cudnn", "cudnn_zero_pad")
 
 
@@ -139,16 +142,20 @@ class ActionGenerator:
         self.max_text_tokens = max_text_tokens
         self.cuda_graphs = cuda_graphs
         self.compile_layers = compile_layers
-        # cuDNN's Hopper attention was the fastest kernel measured (bench/results); flash where cuDNN is absent
-        self.attention = attention or ("cudnn" if torch.backends.cudnn.is_available() else "flash")
+        # cuDNN's Hopper attention over the zero-padded slot was the fastest measured (docs/performance.md: three
+        # same-run comparisons, 12-13 ms per request ahead of the two-kernel merge); flash where cuDNN is absent
+        self.attention = attention or ("cudnn_zero_pad" if torch.backends.cudnn.is_available() else "flash")
         self.fp8 = fp8
         self._fast_towers: dict[tuple[object, ...], object] = {}
+        self._masks: dict[GenerationLayout, tuple[torch.Tensor, torch.Tensor]] = {}
         self.transformer = transformer
         self.vae = vae
         self.device = device
         self.dtype = dtype
         self.text_tower = TextTower(transformer)
         self.text_cache = TextKVCache(self.text_tower, capacity=text_cache_size)
+        use_single_frame_conv2d(vae)
+        self.encoder = GraphedEncoder(vae)
         vae_dtype = next(p for p in vae.parameters() if not p.is_meta).dtype
         self._latents_mean = torch.tensor(vae.config.latents_mean, dtype=vae_dtype)
         self._latents_inv_std = 1.0 / torch.tensor(vae.config.latents_std, dtype=vae_dtype)
@@ -177,7 +184,10 @@ class ActionGenerator:
 
     def encode_clean_frames(self, pixels: torch.Tensor, clean_frames: tuple[int, ...], latent_t: int,
                             content_hw: tuple[int, int]) -> torch.Tensor:
-        """Normalised latents ``[1, C, T, h, w]`` float32: encoded on clean frames, zero elsewhere."""
+        """Normalised latents ``[1, C, T, h, w]`` float32 on the device: encoded on clean frames, zero elsewhere.
+
+        On CUDA the encode is only queued: the caller may do CPU work (draw the noise) while it runs.
+        """
         return self.encode_clean_frames_batch([pixels], clean_frames, latent_t, content_hw)[0]
 
     def encode_clean_frames_batch(self, pixels: list[torch.Tensor], clean_frames: tuple[int, ...], latent_t: int,
@@ -185,7 +195,7 @@ class ActionGenerator:
         """``encode_clean_frames`` for several same-shape videos in one VAE call (one batch of B videos)."""
         h, w = (max(s // SPATIAL_COMPRESSION, 1) for s in content_hw)
         channels = int(self.vae.config.z_dim)
-        x0 = [torch.zeros(1, channels, latent_t, h, w) for _ in pixels]
+        x0 = [torch.zeros(1, channels, latent_t, h, w, device=self.device) for _ in pixels]
         clean = [f for f in clean_frames if 0 <= f < latent_t]
         if not clean:
             return x0
@@ -195,13 +205,12 @@ class ActionGenerator:
                 raise InputError(f"{p.shape[1]} pixel frame(s) given; clean latent frames {clean} need {needed}")
         vae_dtype = self._latents_mean.dtype
         x = torch.stack([p[:, :needed] for p in pixels]).to(device=self.device, dtype=vae_dtype)
-        mu = self.vae.encode(x).latent_dist.mode()
+        mu = self.encoder(x)
         mean = self._latents_mean.to(self.device).view(1, -1, 1, 1, 1)
         inv_std = self._latents_inv_std.to(self.device).view(1, -1, 1, 1, 1)
-        z = ((mu - mean) * inv_std).float()[:, :, :, :h, :w].cpu()
+        z = ((mu - mean) * inv_std).float()[:, :, :, :h, :w]
         for index, out in enumerate(x0):
-            for f in clean:
-                out[:, :, f] = z[index: index + 1, :, f]
+            out[:, :, clean] = z[index: index + 1, :, clean]
         return x0
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -259,9 +268,21 @@ class ActionGenerator:
                                  f"expected {list(action_shape)}")
             return video.float().cpu(), action.float().cpu()
         generator = torch.Generator("cpu").manual_seed(int(request.seed))
-        video = torch.randn(video_shape, generator=generator, dtype=torch.float32)
-        action = torch.randn(action_shape, generator=generator, dtype=torch.float32)
+        pinned = self.device.type == "cuda"  # page-locked, so the copy to the GPU does not stall the stream
+        video = torch.empty(video_shape, dtype=torch.float32, pin_memory=pinned)
+        action = torch.empty(action_shape, dtype=torch.float32, pin_memory=pinned)
+        torch.randn(video_shape, generator=generator, out=video)
+        torch.randn(action_shape, generator=generator, out=action)
         return video, action
+
+    def condition_masks(self, layout: GenerationLayout) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vision [T, 1, 1], action [rows, 1])``: 1 at clean positions, float32 on the device (cached per layout)."""
+        if layout not in self._masks:
+            if len(self._masks) >= 8:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[layout] = (layout.vision_condition_mask().to(self.device),
+                                   layout.action_condition_mask().to(self.device))
+        return self._masks[layout]
 
     def generate(self, request: GenerationRequest, evaluator: str = "cached",
                  progress: Callable[[str], None] | None = None) -> GenerationResult:
@@ -274,10 +295,11 @@ class ActionGenerator:
         with torch.no_grad():
             if progress:
                 progress("vae encode")
-            with watch("vae_encode"):
+            with watch("vae_encode"):  # the CPU draws the noise while the GPU encodes
                 x0_video = self.encode_clean_frames(request.pixels, layout.clean_frames, layout.latent_thw[0],
                                                     request.content_hw)
-        return self._generate_from_latents(request, layout, x0_video, evaluator, watch, progress)
+                noise = self.initial_noise(request, layout)
+        return self._generate_from_latents(request, layout, x0_video, noise, evaluator, watch, progress)
 
     def generate_batch(self, requests: list[GenerationRequest], evaluator: str = "cached",
                        progress: Callable[[str], None] | None = None) -> list[GenerationResult]:
@@ -296,6 +318,7 @@ class ActionGenerator:
             key = (tuple(request.pixels.shape), layout.clean_frames, layout.latent_thw, request.content_hw)
             groups.setdefault(key, []).append(index)
         encoded: dict[int, torch.Tensor] = {}
+        noises: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         shares: dict[int, float] = {}
         with torch.no_grad():
             for indices in groups.values():
@@ -304,6 +327,8 @@ class ActionGenerator:
                 with watch("vae_encode"):
                     latents = self.encode_clean_frames_batch([requests[i].pixels for i in indices], first.clean_frames,
                                                              first.latent_thw[0], requests[indices[0]].content_hw)
+                    for i in indices:
+                        noises[i] = self.initial_noise(requests[i], layouts[i])
                 for i, latent in zip(indices, latents, strict=True):
                     encoded[i] = latent
                     shares[i] = watch.times["vae_encode"] / len(indices)
@@ -311,21 +336,21 @@ class ActionGenerator:
         for index, (request, layout) in enumerate(zip(requests, layouts, strict=True)):
             watch = _Stopwatch(self.device)
             watch.times["vae_encode"] = shares[index]
-            results.append(self._generate_from_latents(request, layout, encoded[index], evaluator, watch, progress))
+            results.append(self._generate_from_latents(request, layout, encoded[index], noises[index], evaluator,
+                                                       watch, progress))
         return results
 
     def _generate_from_latents(self, request: GenerationRequest, layout: GenerationLayout, x0_video: torch.Tensor,
-                               evaluator: str, watch: _Stopwatch, progress: Callable[[str], None] | None
-                               ) -> GenerationResult:
-        """Noise, the denoising loop and the optional decode, from the encoded clean latents."""
+                               noise: tuple[torch.Tensor, torch.Tensor], evaluator: str, watch: _Stopwatch,
+                               progress: Callable[[str], None] | None) -> GenerationResult:
+        """The denoising loop and the optional decode, from the encoded clean latents and the initial noise."""
         with torch.no_grad():
-            noise_video, noise_action = self.initial_noise(request, layout)
-            vision_mask = layout.vision_condition_mask()
-            action_mask = layout.action_condition_mask()
-            x0_action = request.clean_actions.float().cpu()
             device = self.device
-            vision = (vision_mask * x0_video + (1.0 - vision_mask) * noise_video).to(device)
-            action = (action_mask * x0_action + (1.0 - action_mask) * noise_action).to(device)
+            noise_video, noise_action = (n.to(device, non_blocking=True) for n in noise)
+            vision_mask, action_mask = self.condition_masks(layout)
+            x0_action = request.clean_actions.float().to(device)
+            vision = vision_mask * x0_video + (1.0 - vision_mask) * noise_video
+            action = action_mask * x0_action + (1.0 - action_mask) * noise_action
             action[:, request.raw_action_dim:] = 0
             velocity = self._make_evaluator(evaluator, request, layout, watch)
             with watch("denoise"):
@@ -346,8 +371,8 @@ class ActionGenerator:
         scheduler = unipc.build_scheduler(settings, self.info.scheduler_config)
         vision_solver, action_solver = unipc.clone(scheduler), unipc.clone(scheduler)
         device = self.device
-        noisy_vision = (1.0 - layout.vision_condition_mask()).to(device)
-        noisy_action = (1.0 - layout.action_condition_mask()).to(device)
+        clean_vision, clean_action = self.condition_masks(layout)
+        noisy_vision, noisy_action = 1.0 - clean_vision, 1.0 - clean_action
         has_noisy_action = bool(len(layout.noisy_rows))
         raw = request.raw_action_dim
         steps = len(scheduler.timesteps)

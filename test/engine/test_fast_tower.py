@@ -120,3 +120,4 @@ def test_zero_pad_backend_matches_reference_loop(tiny_checkpoint, droid_cameras)
         fast = generator.generate(generation).action_latents
         reference = generator.generate(generation, evaluator="reference").action_latents
         np.testing.assert_allclose(fast.numpy(), reference.numpy(), atol=2e-4, rtol=0)
+
