@@ -15,6 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -334,11 +335,15 @@ def run_windows(args: argparse.Namespace, cfg: LabelSettings, bag: RecordedBag, 
     done = journal.done()
     progress = Progress(len(pending))
     stage(f"running {len(pending)} windows ({', '.join(cfg.modes)}), batch {args.batch}")
+    batches = [list(pending[first:first + args.batch]) for first in range(0, len(pending), args.batch)]
     cache: dict[tuple[str, int], Frame] = {}
-    for first in range(0, len(pending), args.batch):
-        batch = list(pending[first:first + args.batch])
+
+    def prepare(batch: list[Window]) -> tuple[list[tuple[Window, str, Any]], list[tuple[Window, InputError]]]:
+        """Decode the batch's frames and build its requests (on the prefetch thread)."""
+        nonlocal cache
         cache = decode_frames(bag, index, batch, cfg, cache)
         jobs: list[tuple[Window, str, Any]] = []
+        failures: list[tuple[Window, InputError]] = []
         for window in batch:
             try:
                 for mode in cfg.modes:
@@ -347,10 +352,22 @@ def run_windows(args: argparse.Namespace, cfg: LabelSettings, bag: RecordedBag, 
                         jobs.append((window, mode, build_request(window, mode, cfg, index, cache, task)))
             except InputError as exc:
                 jobs = [j for j in jobs if j[0] is not window]
+                failures.append((window, exc))
+        return jobs, failures
+
+    # Batch k + 1 is decoded (JPEG decode, camera composition inputs) on one background thread while the model
+    # runs batch k; the journal and the progress bar are only touched here, so an interrupt leaves them valid.
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        upcoming = ahead.submit(prepare, batches[0]) if batches else None
+        for position in range(len(batches)):
+            assert upcoming is not None
+            jobs, failures = upcoming.result()
+            upcoming = ahead.submit(prepare, batches[position + 1]) if position + 1 < len(batches) else None
+            for window, exc in failures:
                 journal.append(WindowFailure(window.index, window.t0_ns, str(exc)))
                 stage(f"window {window.index} skipped: {exc}")
                 progress.advance()
-        run_jobs(predictor, jobs, cfg, index, journal, progress, batched=args.batch > 1)
+            run_jobs(predictor, jobs, cfg, index, journal, progress, batched=args.batch > 1)
 
 
 def decode_frames(bag: RecordedBag, index: BagIndex, batch: Sequence[Window], cfg: LabelSettings,
