@@ -196,7 +196,9 @@ def _slot_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention
         out, lse = _partial_attention(q, keys, values, None, "cudnn")
         padded = text_bias.isinf().sum(-1, keepdim=True).float()  # [B, 1, 1, 1]
         correction = 1.0 / (1.0 - padded * torch.exp(-lse.unsqueeze(-1))).clamp_min(1e-6)
-        return (out.float() * correction).to(q.dtype).transpose(1, 2).flatten(2)
+        # rescale in the [B, N, H, D] order the output projection reads (cuDNN already stores it that way), so
+        # the rescale and the layout change are one pass
+        return (out.transpose(1, 2).float() * correction.transpose(1, 2)).to(q.dtype).flatten(2)
     text_k, text_v = text_k.repeat_interleave(groups, dim=1), text_v.repeat_interleave(groups, dim=1)
     bias = text_bias.expand(batch, heads, tokens, text_bias.shape[-1])
     return _attention_parts(q, k, v, text_k, text_v, bias, backend)
