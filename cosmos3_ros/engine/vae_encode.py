@@ -56,9 +56,10 @@ class GraphedEncoder:
     as does everything on CPU. The returned tensor is the graph's static output: read it before the next call.
     """
 
-    def __init__(self, vae: torch.nn.Module, max_frames: int = 1) -> None:
+    def __init__(self, vae: torch.nn.Module, max_frames: int = 1, max_graphs: int = 4) -> None:
         self.vae = vae
         self.max_frames = max_frames
+        self.max_graphs = max_graphs
         self._graphs: dict[tuple[object, ...], tuple[torch.Tensor, torch.Tensor, torch.cuda.CUDAGraph] | None] = {}
 
     def eager(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,6 +72,8 @@ class GraphedEncoder:
             return self.eager(x)
         key = (tuple(x.shape), x.dtype, x.device)
         if key not in self._graphs:
+            if len(self._graphs) >= self.max_graphs:  # a new camera size: drop the oldest shape's graph
+                self._graphs.pop(next(iter(self._graphs)))
             self._graphs[key] = self._capture(x, self.eager)
         entry = self._graphs[key]
         if entry is None:  # capture failed once for this shape: stay eager

@@ -387,6 +387,13 @@ def bench_command(args: argparse.Namespace, stage: Stage) -> int:
         "video_latents": _relative_error(fast.video_latents, reference.video_latents),
     }
     stage(f"fast vs reference (bf16) relative error: {results['fast_vs_reference_rel_err']}")
+    # the graphed one-frame VAE encode must be the eager encode, bit for bit (same kernels, replayed)
+    with torch.no_grad():
+        frame = generation.pixels[:, :1].unsqueeze(0).to(device, torch.bfloat16)
+        graphed = generator.encoder(frame).clone()
+        results["vae_graph_vs_eager_max_abs"] = float((graphed.float() - generator.encoder.eager(frame).float())
+                                                      .abs().max())
+    stage(f"graphed vs eager VAE encode, max abs difference: {results['vae_graph_vs_eager_max_abs']}")
     # the bf16 noise floor: the same reference loop with only its attention kernel changed (SDPA math)
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
