@@ -28,6 +28,7 @@ from .layout import GenerationLayout, PositionConfig
 from .stacks import TextKV, rotary
 
 NEG_INF = float("-inf")
+KEY_TILE = 128  # cuDNN's key-block length on Hopper
 log = logging.getLogger(__name__)
 
 
@@ -273,8 +274,12 @@ class FastGenerationTower:
         cfg = model.config
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.groups = self.heads // self.kv_heads
-        self.slot = (max_text_tokens + 15) // 16 * 16
         tokens = layout.num_gen_tokens
+        self.slot = (max_text_tokens + 15) // 16 * 16
+        if attention == "cudnn_zero_pad":
+            # extra zero keys cost nothing in exactness (the rescale counts them) and a key count that is a
+            # multiple of 128 runs cuDNN's kernel without a partial tile: 600 -> 555 us at 3221 -> 3328 keys (H100)
+            self.slot += -(self.slot + tokens) % KEY_TILE
         dev = self.device
         self.noisy_frames = layout.noisy_frames.to(dev)
         self.noisy_rows = layout.noisy_rows.to(dev)
