@@ -50,21 +50,21 @@ _PARAMETER_TYPES = {
 _EMPTY_ARRAY_TYPES = {"string_array": Parameter.Type.STRING_ARRAY, "double_array": Parameter.Type.DOUBLE_ARRAY}
 
 
+# role -> (history depth, reliability, durability) of its subscriptions
+_SUBSCRIPTION_QOS = {
+    QOS_SENSOR: (1, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE),
+    QOS_STATE: (10, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE),
+    QOS_LATCHED: (1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL),
+    QOS_RELIABLE: (1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE),
+}
+
+
 def subscription_qos(role: str) -> QoSProfile:
     """QoS profile of an input role (cameras: sensor data depth 1; task: reliable + transient local)."""
-    if role == QOS_SENSOR:
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
-                          durability=DurabilityPolicy.VOLATILE)
-    if role == QOS_STATE:
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
-                          durability=DurabilityPolicy.VOLATILE)
-    if role == QOS_LATCHED:
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    if role == QOS_RELIABLE:
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.VOLATILE)
-    raise ValueError(f"unknown QoS role {role!r}")
+    if role not in _SUBSCRIPTION_QOS:
+        raise ValueError(f"unknown QoS role {role!r}")
+    depth, reliability, durability = _SUBSCRIPTION_QOS[role]
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability, durability=durability)
 
 
 def publication_qos(key: str) -> QoSProfile:
