@@ -265,11 +265,16 @@ DROID_CAMERAS = ("wrist", "exterior_1", "exterior_2")
 HOME_Q = (0.0, -0.6, 0.0, -2.2, 0.0, 1.6, 0.8)
 
 
-def droid_params(namespace: str, checkpoint: Path, **overrides: Any) -> dict[str, Any]:
-    """Released-profile parameters with every input under ``namespace`` (absolute names) and a CPU model."""
+def droid_params(namespace: str, checkpoint: Path, compressed: tuple[str, ...] = (), **overrides: Any
+                 ) -> dict[str, Any]:
+    """Released-profile parameters with every input under ``namespace`` (absolute names) and a CPU model.
+
+    Cameras named in ``compressed`` are read as CompressedImage from ``.../image_raw/compressed``.
+    """
     return {
         "checkpoint": str(checkpoint), "device": "cpu",
-        "camera_topics": [f"{namespace}/{name}/image_raw" for name in DROID_CAMERAS],
+        "camera_topics": [f"{namespace}/{name}/image_raw" + ("/compressed" if name in compressed else "")
+                          for name in DROID_CAMERAS],
         "joint_state_topic": f"{namespace}/joint_states",
         "gripper_joint_state_topic": f"{namespace}/gripper/joint_states",
         # CPU inference of the tiny model on a shared 2-core machine: inputs may wait seconds for the worker.
@@ -284,8 +289,10 @@ class DroidInputs:
     ``send`` stamps every message alike (node clock of the peer unless given) and publishes one set.
     """
 
-    def __init__(self, peer: RosPeer, namespace: str, frames: Mapping[str, Any], *, compressed: bool = False,
-                 camera_topics: list[str] | None = None) -> None:
+    def __init__(self, peer: RosPeer, namespace: str, frames: Mapping[str, Any], *,
+                 formats: Mapping[str, str] | None = None) -> None:
+        """``formats``: camera -> ``raw`` (rgb8 Image, the default), ``png`` or ``jpeg`` (CompressedImage on
+        ``<namespace>/<camera>/image_raw/compressed``)."""
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CompressedImage, Image, JointState
         from std_msgs.msg import String
@@ -295,9 +302,12 @@ class DroidInputs:
         self.frames = dict(frames)
         self._types = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState}
         node = peer.node
-        topics = camera_topics or [f"{namespace}/{name}/image_raw" for name in DROID_CAMERAS]
-        self.compressed = compressed
-        self.cameras = [node.create_publisher(CompressedImage if compressed else Image, t, 1) for t in topics]
+        self.formats = {name: (formats or {}).get(name, "raw") for name in DROID_CAMERAS}
+        self.cameras = [
+            node.create_publisher(Image, f"{namespace}/{name}/image_raw", 1) if self.formats[name] == "raw"
+            else node.create_publisher(CompressedImage, f"{namespace}/{name}/image_raw/compressed", 1)
+            for name in DROID_CAMERAS
+        ]
         self.joints = node.create_publisher(JointState, f"{namespace}/joint_states", 10)
         self.gripper = node.create_publisher(JointState, f"{namespace}/gripper/joint_states", 10)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -317,16 +327,17 @@ class DroidInputs:
     def image(self, name: str, stamp: Any) -> Any:
         """The camera message of ``name`` (rgb8 Image, or jpeg CompressedImage) stamped ``stamp``."""
         frame = self.frames[name]
-        if self.compressed:
+        kind = self.formats[name]
+        if kind != "raw":
             if name not in self._encoded:
                 import io
 
                 from PIL import Image as PILImage
 
                 buffer = io.BytesIO()
-                PILImage.fromarray(frame).save(buffer, format="JPEG", quality=90)
+                PILImage.fromarray(frame).save(buffer, format="PNG" if kind == "png" else "JPEG")
                 self._encoded[name] = buffer.getvalue()
-            msg = self._types["CompressedImage"](format="rgb8; jpeg compressed bgr8", data=self._encoded[name])
+            msg = self._types["CompressedImage"](format=f"rgb8; {kind} compressed bgr8", data=self._encoded[name])
         else:
             msg = self._types["Image"](height=frame.shape[0], width=frame.shape[1], encoding="rgb8",
                                        step=frame.shape[1] * 3, data=frame.tobytes())
