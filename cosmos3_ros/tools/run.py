@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, OutputError
+from ..processing import limits
 from ..processing.profiles import MODES, PROFILES, RESOLUTION_TIERS, SCHEDULES, VIEW_POINT_SENTENCES
 
 Stage = Callable[[str], None]
@@ -26,35 +27,49 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Checkpoint, profile and sampling flags shared by ``run`` and ``bag-infer``."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder (published layout)")
-    parser.add_argument("--profile", default="released_droid_policy", choices=sorted(PROFILES))
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint folder in the published layout (e.g. from hf download "
+                             "nvidia/Cosmos3-Nano-Policy-DROID --local-dir DIR)")
+    parser.add_argument("--profile", default="released_droid_policy", choices=sorted(PROFILES),
+                        help="action contract; every flag below left unset takes this profile's value")
     parser.add_argument("--domain-name", help="embodiment domain (base profile), e.g. bridge_orig_lerobot")
     parser.add_argument("--domain-id", type=int, help="integer domain id (needs --raw-action-dim)")
     parser.add_argument("--raw-action-dim", type=int, help="action width of the embodiment")
-    parser.add_argument("--chunk", type=int, help="actions per chunk")
-    parser.add_argument("--fps", type=float, help="control / conditioning rate (Hz)")
-    parser.add_argument("--resolution-tier", type=int, choices=RESOLUTION_TIERS)
-    parser.add_argument("--view-point", choices=sorted(VIEW_POINT_SENTENCES))
-    parser.add_argument("--prompt-format", choices=("plain", "json"))
-    parser.add_argument("--steps", type=int, help="denoising steps")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off)")
-    parser.add_argument("--guidance-steps", type=int, help="apply CFG only on the first K steps")
+    parser.add_argument("--chunk", type=int, help=f"actions per chunk, 1..{limits.MAX_CHUNK} (released: 32, base: 16)")
+    parser.add_argument("--fps", type=float, help="control / conditioning rate in Hz, (0, 120] (both profiles: 15)")
+    parser.add_argument("--resolution-tier", type=int, choices=RESOLUTION_TIERS,
+                        help="canvas tier in pixels (both profiles: 480)")
+    parser.add_argument("--view-point", choices=sorted(VIEW_POINT_SENTENCES),
+                        help="camera sentence of the caption (released: concat_view, base: ego_view)")
+    parser.add_argument("--prompt-format", choices=("plain", "json"),
+                        help="caption style (released: plain, or what checkpoint.json declares; base: json)")
+    parser.add_argument("--steps", type=int, help="denoising steps, 1..1000 (released: 4, base: 30)")
+    parser.add_argument("--guidance", type=float,
+                        help="classifier-free guidance scale, 0..100; 1 = off (released: 3, base: 1)")
+    parser.add_argument("--guidance-steps", type=int, help="apply CFG only on the first K steps (default: all)")
     parser.add_argument("--guidance-interval", type=int, nargs=2, metavar=("LO", "HI"),
-                        help="apply CFG only on steps whose integer timestep is in [LO, HI] (Edge: 960 1001)")
+                        help="apply CFG only on steps whose integer timestep t has LO < t < HI, 0..1001 "
+                             "(an Edge checkpoint declares 960 1001; default: every step)")
     parser.add_argument("--schedule", choices=SCHEDULES,
-                        help="native linear-shift sigmas, or the checkpoint's scheduler config")
-    parser.add_argument("--flow-shift", type=float, help="shift of the native schedule")
-    parser.add_argument("--system-prompt", choices=("on", "off"), help="prepend the generation system prompt")
+                        help="native: NVIDIA's linear-shift sigmas (released default); checkpoint: the "
+                             "checkpoint's scheduler config; checkpoint_native: that config on the native grid "
+                             "(base default: what model_index.json's use_native_flow_schedule declares)")
+    parser.add_argument("--flow-shift", type=float,
+                        help="shift of the native schedule, (0, 100] (released: 5); needs --schedule native")
+    parser.add_argument("--system-prompt", choices=("on", "off"),
+                        help="prepend the generation system prompt (released: off; base: what model_index.json's "
+                             "default_use_system_prompt declares, true when absent)")
     parser.add_argument("--seed", type=int, help="noise seed (profile default: 0)")
     parser.add_argument("--noise-rng", choices=("torch", "numpy"),
                         help="how the seed becomes noise: torch (default; diffusers' convention) or numpy "
                              "(np.random.RandomState per modality, NVIDIA's server: reproduces its chunk for a seed)")
-    parser.add_argument("--stats", help="action statistics JSON (de-normalisation)")
-    parser.add_argument("--normalization", choices=("meanstd", "minmax", "quantile", "quantile_rot"))
+    parser.add_argument("--stats", help="action statistics JSON for de-normalisation (keys mean/std/min/max/q01/q99)")
+    parser.add_argument("--normalization", choices=("meanstd", "minmax", "quantile", "quantile_rot"),
+                        help="how model actions map to physical units (default: none, actions are physical)")
     parser.add_argument("--binarize-gripper", action="store_true", help="threshold gripper outputs at 0.5")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
     parser.add_argument("--evaluator", default="cached", choices=("cached", "reference"),
-                        help="cached text K/V (default) or the uncached reference loop")
+                        help="cached text K/V, or the uncached reference loop (slower; same result)")
 
 
 def profile_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,16 +102,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--video", help="video file or folder of frame images")
     parser.add_argument("--camera", action="append", default=[], metavar="NAME=FILE",
                         help="released profile: --camera wrist=F --camera exterior_1=F --camera exterior_2=F")
-    parser.add_argument("--prompt", required=True, help="task sentence")
-    parser.add_argument("--mode", choices=MODES)
-    parser.add_argument("--action-file", help="known actions for forward_dynamics (JSON)")
+    parser.add_argument("--prompt", required=True, help="task sentence, e.g. \"put the marker in the cup\"")
+    parser.add_argument("--mode", choices=MODES, help="what to compute (both profiles: policy)")
+    parser.add_argument("--action-file", help="known actions for forward_dynamics: JSON {\"shape\": [T, D], "
+                        "\"data\": [[...], ...]} or {\"action_chunks\": [...]}, physical units")
     parser.add_argument("--condition-frames", type=_int_list, help="clean latent frames, e.g. 0,1")
-    parser.add_argument("--state", help="robot state as JSON, e.g. '[q1, ..., q7, gripper]'")
+    parser.add_argument("--state", help="robot state as JSON: released profile [q1..q7 (rad), gripper (0 open .. "
+                        "1 closed)]")
     parser.add_argument("--noise", help="safetensors with float32 'video' [1,48,T,H,W] and 'action' [rows,64] noise")
     parser.add_argument("--no-video", action="store_true", help="do not decode / write the rollout mp4")
     parser.add_argument("--latents", action="store_true",
                         help="also write the final model-space latents to PREFIX_latents.safetensors")
-    parser.add_argument("--out", required=True, help="output prefix: PREFIX_action.json and PREFIX.mp4")
+    parser.add_argument("--out", required=True, metavar="PREFIX",
+                        help="output file prefix (not a folder): PREFIX_action.json and PREFIX.mp4; the folder "
+                             "must exist")
     parser.set_defaults(handler=run_command)
 
 
@@ -164,7 +183,6 @@ def run_command(args: argparse.Namespace, stage: Stage) -> int:
     """Check every input, load, run one request, write the outputs atomically (all of them or none)."""
     import numpy as np
 
-    from ..processing import limits
     from ..processing.actions import action_json, as_action_array, load_action_file
     from ..processing.images import read_image_file
     from ..processing.predictor import ActionPredictor
