@@ -9,6 +9,7 @@ The content size is kept so the engine can crop the latent to it (``content // 1
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,7 +65,11 @@ def read_image_file(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     except IsADirectoryError as exc:
         raise InputError(f"{what}: {str(path)!r} is a folder; expected an image file") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{what}: file {str(path)!r} is too large to decode ({exc})") from exc
+        # PIL refuses at open, before our check sees the size; its message holds the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else "too large"
+        raise InputError(f"{what}: file {str(path)!r} is {size}; expected at most "
+                         f"{limits.MAX_IMAGE_PIXELS / 1e6:.0f} MP") from exc
     except InputError as exc:
         raise InputError(str(exc) if str(path) in str(exc) else f"{what} {str(path)!r}: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -50,7 +50,7 @@ def check_values(name: str, array: np.ndarray, bound: float = MAX_ABS_VALUE) -> 
     finite = np.isfinite(array)
     if not finite.all():
         index = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise InputError(f"{name}: value {array[index]!r} at index {list(index)}; expected finite numbers")
+        raise InputError(f"{name}: value {float(array[index])} at index {list(index)}; expected finite numbers")
     if array.size and float(np.abs(array).max()) > bound:
         index = tuple(int(i) for i in np.unravel_index(int(np.abs(array).argmax()), array.shape))
         raise InputError(f"{name}: value {float(array[index]):g} at index {list(index)}; expected |x| <= {bound:g}")

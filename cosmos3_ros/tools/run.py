@@ -183,9 +183,10 @@ def run_command(args: argparse.Namespace, stage: Stage) -> int:
     """Check every input, load, run one request, write the outputs atomically (all of them or none)."""
     import numpy as np
 
+    from ..engine.checkpoint import CheckpointInfo
     from ..processing.actions import action_json, as_action_array, load_action_file
     from ..processing.images import read_image_file
-    from ..processing.predictor import ActionPredictor
+    from ..processing.predictor import ActionPredictor, resolve_profile
     from ..processing.request import ActionRequest
     from ..processing.video_io import AtomicOutputs, read_frames
 
@@ -213,6 +214,12 @@ def run_command(args: argparse.Namespace, stage: Stage) -> int:
     decoded = {flag: read_image_file(path, flag) for flag, path in images.items()}
     paths = output_paths(args.out, rollout=not args.no_video, latents=args.latents)
     check_output_folder("--out", paths["json"].parent, list(paths.values()))
+    # The profile from the checkpoint's config files (no weights): its bounds, and the widths of state and actions.
+    profile = resolve_profile(args.profile, CheckpointInfo.read(args.checkpoint), profile_overrides(args))
+    if state is not None and profile.use_state:
+        as_action_array(state, profile.raw_action_dim, "state")
+    if actions is not None:
+        as_action_array(actions, profile.raw_action_dim, f"--action-file {args.action_file!r}")
 
     # 2. The model (the profile and its bounds are checked again against the checkpoint's files, before weights).
     stage(f"loading checkpoint {args.checkpoint} on {args.device}")
