@@ -66,9 +66,10 @@ def count_mp4_frames(path: str | Path) -> int:
         return 0
 
 
-def encode_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
+def encode_mp4(frames: np.ndarray, path: str | Path, fps: float, shown: str | Path | None = None) -> Path:
     """Write ``[T, H, W, 3]`` frames (float in [0, 1] or uint8) as H.264 mp4 at ``path`` and check it reopens with
-    ``T`` frames (a full disk can leave a truncated file without an error from ffmpeg).
+    ``T`` frames (a full disk can leave a truncated file without an error from ffmpeg). ``shown`` is the name
+    errors use (the final name when ``path`` is a temporary one).
 
     Raises:
         OutputError: the file could not be written or does not read back; the partial file is removed.
@@ -77,6 +78,7 @@ def encode_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
     import imageio.v2 as iio
 
     path = Path(path)
+    shown = str(shown or path)
     arr = np.asarray(frames)
     if arr.dtype != np.uint8:
         arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
@@ -91,10 +93,10 @@ def encode_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
                 for frame in arr:
                     writer.append_data(frame)
         except Exception as exc:  # ffmpeg's error text (with its banner) -> one line
-            raise OutputError(f"could not write {str(path)!r} ({_summarise_ffmpeg(exc)})") from exc
+            raise OutputError(f"could not write {shown!r} ({_summarise_ffmpeg(exc)})") from exc
         written = count_mp4_frames(path)
         if written != len(arr):
-            raise OutputError(f"could not write {str(path)!r}: it reads back with {written} of {len(arr)} frames "
+            raise OutputError(f"could not write {shown!r}: it reads back with {written} of {len(arr)} frames "
                               "(disk full or not writable?)")
     except BaseException:
         path.unlink(missing_ok=True)
@@ -108,7 +110,7 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(path)
     try:
-        encode_mp4(frames, tmp, fps)
+        encode_mp4(frames, tmp, fps, shown=path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -156,7 +158,7 @@ class AtomicOutputs:
 
     def write_mp4(self, final: str | Path, frames: np.ndarray, fps: float) -> None:
         """Encode and verify an mp4 for ``final`` under a temporary name."""
-        encode_mp4(frames, self.temporary(final), fps)
+        encode_mp4(frames, self.temporary(final), fps, shown=final)
 
     def commit(self) -> list[Path]:
         """Rename every temporary file to its final name; returns the final paths."""
