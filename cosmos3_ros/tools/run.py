@@ -220,6 +220,7 @@ def run_command(args: argparse.Namespace, stage: Stage) -> int:
         as_action_array(state, profile.raw_action_dim, "state")
     if actions is not None:
         as_action_array(actions, profile.raw_action_dim, f"--action-file {args.action_file!r}")
+    video = read_frames(args.video, profile.num_frames) if args.video else None
 
     # 2. The model (the profile and its bounds are checked again against the checkpoint's files, before weights).
     stage(f"loading checkpoint {args.checkpoint} on {args.device}")
@@ -228,7 +229,6 @@ def run_command(args: argparse.Namespace, stage: Stage) -> int:
                                      overrides=profile_overrides(args), decode_rollout=not args.no_video,
                                      evaluator=args.evaluator, compile_layers=False, cuda_graphs=False)
     profile = predictor.profile
-    video = read_frames(args.video, profile.num_frames) if args.video else None
     request = ActionRequest(
         task=args.prompt, mode=args.mode, video=video, state=state, actions=actions,
         image=decoded.get("--image"), decode_rollout=not args.no_video,

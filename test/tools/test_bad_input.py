@@ -139,8 +139,8 @@ def test_bad_action_files(which, expected, capsys, configs_only, files, tmp_path
     _assert_refused(code, err, expected, tmp_path)
 
 
-def test_bad_video_is_summarised_in_one_line(capsys, tiny_checkpoint, files, tmp_path):
-    code, err = _run(capsys, tiny_checkpoint, tmp_path / "o", "--mode", "inverse_dynamics", "--video",
+def test_bad_video_is_summarised_in_one_line(capsys, configs_only, files, tmp_path):
+    code, err = _run(capsys, configs_only, tmp_path / "o", "--mode", "inverse_dynamics", "--video",
                      str(files / "bad.mp4"), "--state", STATE, *SMALL)
     _assert_refused(code, err, "is not readable by ffmpeg", tmp_path)
     assert "ffmpeg version" not in err and "configuration:" not in err  # no banner
