@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError
@@ -63,7 +64,10 @@ class GenerationRequest:
         domain_id: row of the domain-aware action heads.
         fps: conditioning fps.
         sampling: steps, guidance, schedule.
-        seed: noise seed (CPU generator: vision noise first, then action noise).
+        seed: noise seed.
+        noise_rng: ``torch``: one CPU ``torch.Generator`` seeded once, vision noise first, then action noise (as
+            diffusers draws it); ``numpy``: ``np.random.RandomState(seed).standard_normal`` in C order over each
+            modality's shape, re-seeded for vision and for action (as NVIDIA's server draws it).
         noise: optional initial noise ``{"video": [1, C, T, h, w], "action": [rows, A]}`` (values at clean
             positions are ignored), to reproduce another implementation's run.
         decode: decode the rollout video.
@@ -86,6 +90,7 @@ class GenerationRequest:
     seed: int
     noise: dict[str, torch.Tensor] | None = None
     decode: bool = False
+    noise_rng: str = "torch"
 
 
 @dataclass
@@ -267,6 +272,14 @@ class ActionGenerator:
                 raise InputError(f"noise 'action' has shape {None if action is None else list(action.shape)}; "
                                  f"expected {list(action_shape)}")
             return video.float().cpu(), action.float().cpu()
+        if request.noise_rng == "numpy":
+            if not 0 <= int(request.seed) < 2**32:
+                raise InputError(f"seed {request.seed} with numpy noise; expected an integer in [0, 2**32)")
+            video_np = np.random.RandomState(int(request.seed)).standard_normal(video_shape).astype(np.float32)
+            action_np = np.random.RandomState(int(request.seed)).standard_normal(action_shape).astype(np.float32)
+            return torch.from_numpy(video_np), torch.from_numpy(action_np)
+        if request.noise_rng != "torch":
+            raise InputError(f"noise_rng {request.noise_rng!r}; expected 'torch' or 'numpy'")
         generator = torch.Generator("cpu").manual_seed(int(request.seed))
         pinned = self.device.type == "cuda"  # page-locked, so the copy to the GPU does not stall the stream
         video = torch.empty(video_shape, dtype=torch.float32, pin_memory=pinned)

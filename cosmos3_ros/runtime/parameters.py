@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..processing import limits
 from ..processing.actions import STAT_KEYS
 from ..processing.profiles import MODES, NORMALIZATIONS, PROFILES
 
@@ -124,13 +125,13 @@ PARAMETER_SPEC: tuple[ParameterSpec, ...] = (
     ParameterSpec("raw_action_dim", "integer", 0, "Action columns the robot uses; 0 = the profile's / domain's.",
                   "model", range=(0, 64)),
     ParameterSpec("steps", "integer", 0, "Denoising steps; 0 = the profile's (released: 4).", "model",
-                  range=(0, 1000)),
+                  range=(0, limits.MAX_STEPS)),
     ParameterSpec("seed", "integer", -1, "Noise seed; -1 = the profile's (0).", "model", range=(-1, _MAX_INT)),
     ParameterSpec("binarize_gripper", "bool", False, "Threshold gripper columns at 0.5 in the output.", "model"),
     ParameterSpec("device", "string", "cuda", "Torch device for the model (cuda, cuda:1, cpu).", "model",
                   non_empty=True),
     ParameterSpec("guidance", "double", -1.0, "Classifier-free guidance scale; -1 = the profile's (released: 3).",
-                  "model", runtime=True, range=(-1.0, 100.0)),
+                  "model", runtime=True, range=(-1.0, limits.MAX_GUIDANCE)),
     # --- action statistics (base-model domains) ---
     ParameterSpec("action_normalization", "string", "",
                   "De-normalisation of model actions: none, meanstd, minmax, quantile, quantile_rot; empty = the "
