@@ -1,4 +1,4 @@
-"""``cosmos3-ros bag-infer``: label a recorded bag with the action chunks that explain it (inverse dynamics).
+"""Bag labelling (``cosmos3-ros bag-infer``): the action chunks that explain a recorded bag (inverse dynamics).
 
 Reads the bag with ``rosbags`` (no ROS install), resamples the cameras at the model fps by zero-order hold,
 runs every window through the same ``ActionPredictor`` as the node, and writes ``OUT/actions/`` (a rosbag2 of
@@ -22,8 +22,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..errors import InputError
-from .bag_outputs import (
+from ..errors import Cosmos3Error, InputError
+from .bag_source import BagIndex, RecordedBag, StateRule, task_for
+from .outputs import (
     ChunkRecord,
     Journal,
     WindowFailure,
@@ -34,9 +35,7 @@ from .bag_outputs import (
     write_action_bag,
     write_text_atomic,
 )
-from .bag_source import BagIndex, RecordedBag, StateRule, task_for
-from .bag_windows import NS_PER_S, Window, WindowPlan, grid_times, held_values, plan_windows
-from .run import add_model_arguments, profile_overrides
+from .windows import NS_PER_S, Window, WindowPlan, grid_times, held_values, plan_windows
 
 Stage = Callable[[str], None]
 Frame = np.ndarray | InputError  # a decoded uint8 [H, W, 3] frame, or why it could not be decoded
@@ -45,63 +44,6 @@ ACTION_TOPIC = "/cosmos3/action_chunk"
 POLICY_TOPIC = "/cosmos3/policy/action_chunk"
 MODES = ("inverse_dynamics", "policy")
 OUTPUT_FORMAT = "cosmos3_ros.bag_infer/1"
-
-
-def _name_list(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of joint names")
-    return names
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``bag-infer``."""
-    add_model_arguments(parser)
-    parser.add_argument("bag", help="rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag file")
-    parser.add_argument("--camera-topic", action="append", required=True, metavar="TOPIC",
-                        help="sensor_msgs/Image or CompressedImage topic; the released profile takes three, in the "
-                             "order wrist, exterior_1, exterior_2; the base profile one")
-    task = parser.add_mutually_exclusive_group(required=True)
-    task.add_argument("--task", help="task sentence for every window")
-    task.add_argument("--task-topic", help="std_msgs/String topic in the bag holding the task sentence")
-    parser.add_argument("--mode", choices=MODES, default="inverse_dynamics",
-                        help="inverse_dynamics (default); policy = also run the policy at each window start and "
-                             "publish it on --policy-topic for comparison")
-    parser.add_argument("--joint-topic", help="sensor_msgs/JointState topic: the state row of the released profile "
-                                              "and the recorded joints of the evaluation")
-    parser.add_argument("--joint-names", type=_name_list, metavar="J1,...,J7",
-                        help="arm joints by name in action-column order; default: the first 7 positions in "
-                             "message order")
-    parser.add_argument("--gripper-joint", help="joint measuring the gripper; default: the 8th position in message "
-                                                "order if present (and --joint-names not given), else 0 (open)")
-    parser.add_argument("--gripper-open-position", type=float, default=0.0,
-                        help="gripper joint position when open (maps to 0); e.g. 0.04 for a Franka finger joint")
-    parser.add_argument("--gripper-closed-position", type=float, default=1.0,
-                        help="gripper joint position when closed (maps to 1)")
-    parser.add_argument("--command-topic", help="recorded commands (sensor_msgs/JointState or "
-                                                "trajectory_msgs/JointTrajectory, first point) to evaluate against")
-    parser.add_argument("--stride", type=int, help="model frames between window starts (default: chunk, i.e. "
-                                                   "back-to-back windows)")
-    parser.add_argument("--start", type=float, default=0.0,
-                        help="seconds after the first camera frame where the first window may start")
-    parser.add_argument("--end", type=float, help="seconds after the first camera frame where the last window must "
-                                                  "end (default: the end of the camera data)")
-    parser.add_argument("--max-hold", type=float, default=2.0, metavar="PERIODS",
-                        help="oldest a held message may be, in model frame periods (default 2); windows with an "
-                             "older input are skipped")
-    parser.add_argument("--batch", type=int, default=1, help="windows per model call (batched where the engine "
-                                                             "supports it; sequential otherwise)")
-    parser.add_argument("--resume", action="store_true", help="continue the journal in --out, skipping finished "
-                                                              "windows")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="storage of OUT/actions")
-    parser.add_argument("--copy-input-topics", action="store_true",
-                        help="copy the input topics (whole bag) into OUT/actions")
-    parser.add_argument("--output-topic", default=ACTION_TOPIC, help="ActionChunk topic of the inverse dynamics")
-    parser.add_argument("--policy-topic", default=POLICY_TOPIC, help="ActionChunk topic of --mode policy")
-    parser.add_argument("--frame-id", default="base_link", help="header.frame_id of the ActionChunk messages")
-    parser.add_argument("--no-plots", action="store_true", help="skip the evaluation PNGs")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.set_defaults(handler=bag_infer_command)
 
 
 # ----- settings -----------------------------------------------------------------------------------------------
@@ -134,7 +76,7 @@ class LabelSettings:
         return self.profile.action_space == "joint_position"
 
 
-def resolve_settings(args: argparse.Namespace, stage: Stage) -> LabelSettings:
+def resolve_settings(args: argparse.Namespace, overrides: dict[str, Any], stage: Stage) -> LabelSettings:
     """Check the flags against the profile before any bag or model is opened.
 
     Raises:
@@ -143,7 +85,6 @@ def resolve_settings(args: argparse.Namespace, stage: Stage) -> LabelSettings:
     """
     from ..processing.predictor import resolve_profile
 
-    overrides = profile_overrides(args)
     profile = resolve_profile(args.profile, None, overrides)
     cameras = tuple(args.camera_topic)
     if len(cameras) != len(profile.cameras):
@@ -218,9 +159,13 @@ def journal_settings(args: argparse.Namespace, cfg: LabelSettings, index: BagInd
 # ----- the command --------------------------------------------------------------------------------------------
 
 
-def bag_infer_command(args: argparse.Namespace, stage: Stage) -> int:
-    """Plan windows, run the pending ones (journaled), then write the outputs; also on Ctrl-C (exit 130)."""
-    cfg = resolve_settings(args, stage)
+def label_bag(args: argparse.Namespace, overrides: dict[str, Any], stage: Stage) -> int:
+    """Plan windows, run the pending ones (journaled), then write the outputs; also on Ctrl-C (exit 130).
+
+    ``args`` holds the ``bag-infer`` flags (see ``tools/bag_infer.py``); ``overrides`` the profile fields the user
+    set on the command line.
+    """
+    cfg = resolve_settings(args, overrides, stage)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {args.out!r} exists and is not a folder")
@@ -457,30 +402,75 @@ def run_jobs(predictor: Any, jobs: Sequence[tuple[Window, str, Any]], cfg: Label
     """Predict, journal each chunk, advance the progress.
 
     With ``batched`` and a predictor that has ``predict_batch(requests) -> predictions`` the jobs go in one call;
-    otherwise one ``predict`` per job (each journaled as soon as it is done).
+    otherwise one ``predict`` per job (each journaled as soon as it is done). A window the model stage refuses
+    (bad input such as a resolution change mid-bag, or non-finite actions) is journaled as a failure whose reason
+    names the window, the topic and the stamp; the run goes on. When a batch fails, its jobs are retried one by
+    one so only the bad window is skipped.
     """
     predict_batch = getattr(predictor, "predict_batch", None)
+    results: Any = None
     if batched and predict_batch is not None and jobs:
         start = time.perf_counter()
-        predictions = predict_batch([request for _, _, request in jobs])
-        model_s = (time.perf_counter() - start) / len(jobs)
-        results: Any = zip(jobs, predictions, [model_s] * len(jobs), strict=True)
-    else:
+        try:
+            predictions = predict_batch([request for _, _, request in jobs])
+        except MODEL_STAGE_ERRORS:
+            results = None  # one window spoiled the batch: find it by running them one at a time
+        else:
+            model_s = (time.perf_counter() - start) / len(jobs)
+            results = zip(jobs, predictions, [model_s] * len(jobs), strict=True)
+    if results is None:
         results = _sequential(predictor, jobs)
+    failed: set[int] = set()
     for (window, mode, request), prediction, model_s in results:
-        actions = np.asarray(prediction.actions)
-        if not np.all(np.isfinite(actions)):
-            raise InputError(f"window {window.index} ({mode}): the model produced non-finite actions")
+        if window.index in failed:
+            continue
+        problem = prediction if isinstance(prediction, Exception) else None
+        if problem is None and not np.all(np.isfinite(np.asarray(prediction.actions))):
+            problem = InputError(f"the model produced non-finite actions ({mode})")
+        if problem is not None:
+            failed.add(window.index)
+            reason = model_stage_reason(window, request, problem, cfg, index)
+            journal.append(WindowFailure(window.index, window.t0_ns, reason))
+            print(f"[cosmos3-ros] window {window.index} skipped: {reason}", file=progress.stream, flush=True)
+            progress.advance()
+            continue
         journal.append(chunk_record(window, mode, prediction, model_s, cfg, index, str(request.task)))
         if mode == cfg.modes[-1] or (window.index, cfg.modes[-1]) in journal.done():
             progress.advance()
 
 
+# What a model call raises for a bad window (checked input, shapes); anything else (out of memory, a bug) stops
+# the run with the journal intact for --resume.
+MODEL_STAGE_ERRORS: tuple[type[Exception], ...] = (Cosmos3Error, ValueError)
+
+
 def _sequential(predictor: Any, jobs: Sequence[tuple[Window, str, Any]]) -> Any:
     for job in jobs:
         start = time.perf_counter()
-        prediction = predictor.predict(job[2])
+        try:
+            prediction = predictor.predict(job[2])
+        except MODEL_STAGE_ERRORS as exc:
+            prediction = exc
         yield job, prediction, time.perf_counter() - start
+
+
+def model_stage_reason(window: Window, request: Any, exc: Exception, cfg: LabelSettings, index: BagIndex) -> str:
+    """Why the model refused ``window``: the topic and stamp of the first frame whose size differs, else all."""
+    frames = request.video if request.video is not None else [request.cameras if request.cameras else request.image]
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    first: dict[str, tuple[int, ...]] = {}
+    for i, frame in enumerate(frames):
+        views = frame if isinstance(frame, dict) else {cfg.camera_names[0]: frame}
+        for name, topic in zip(cfg.camera_names, cfg.camera_topics, strict=True):
+            shape = tuple(np.shape(views[name]))
+            if first.setdefault(topic, shape) != shape:
+                stamp = int(index.cameras[topic].stamps_ns[window.frames[topic][i]])
+                return (f"window {window.index}: model stage failed on {topic} frame {i} stamped {stamp / 1e9:.3f} s "
+                        f"({shape[1]}x{shape[0]} after {first[topic][1]}x{first[topic][0]}): {detail}")
+    spans = ", ".join(f"{t} stamped {int(index.cameras[t].stamps_ns[window.frames[t][0]]) / 1e9:.3f}.."
+                      f"{int(index.cameras[t].stamps_ns[window.frames[t][len(frames) - 1]]) / 1e9:.3f} s"
+                      for t in cfg.camera_topics)
+    return f"window {window.index}: model stage failed on {spans}: {detail}"
 
 
 # ----- outputs ------------------------------------------------------------------------------------------------
@@ -551,7 +541,7 @@ def write_outputs(args: argparse.Namespace, cfg: LabelSettings, bag: RecordedBag
 def evaluation_outputs(args: argparse.Namespace, cfg: LabelSettings, index: BagIndex, plan: WindowPlan,
                        records: Sequence[ChunkRecord], out: Path) -> tuple[str | None, str]:
     """Write ``eval.json`` (+ PNGs) when recorded joints or commands exist; returns (file names, note)."""
-    from .bag_eval import evaluate, plot_chunks
+    from .evaluation import evaluate, plot_chunks
 
     profile = cfg.profile
     if not cfg.joint_space:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .bag_outputs import ChunkRecord
+from .outputs import ChunkRecord
 
 
 def error_summary(predicted: np.ndarray, reference: np.ndarray, dimension_names: Sequence[str],
