@@ -242,8 +242,9 @@ def describe(bag: RecordedBag, index: BagIndex, plan: WindowPlan, cfg: LabelSett
 class Progress:
     """Windows done, windows/s and ETA on stderr: one updating line on a terminal, else one line per window."""
 
-    def __init__(self, total: int, stream: Any = None) -> None:
+    def __init__(self, total: int, stream: Any = None, command: str = "bag-infer") -> None:
         self.total = total
+        self.command = command
         self.done = 0
         self.start = time.perf_counter()
         self.stream = stream if stream is not None else sys.stderr
@@ -255,7 +256,7 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
         eta_text = f"{eta:.0f} s" if math.isfinite(eta) else "?"
-        return f"[cosmos3-ros] bag-infer: {self.done}/{self.total} windows, {rate:.2f} windows/s, ETA {eta_text}"
+        return f"[cosmos3-ros] {self.command}: {self.done}/{self.total} windows, {rate:.2f} windows/s, ETA {eta_text}"
 
     def advance(self, count: int = 1) -> None:
         """Count finished windows and print."""

@@ -1,7 +1,8 @@
 """``cosmos3-ros``: the command-line interface.
 
 Subcommands: ``run`` (one request on files), ``demo`` (tiny checkpoint + synthetic scene + policy),
-``bag-infer`` (label a recorded bag with inverse-dynamics action chunks), ``bench`` (GPU latency against diffusers
+``bag-infer`` (label a recorded bag with inverse-dynamics action chunks), ``dataset-infer`` (the same for a
+LeRobot dataset), ``bench`` (GPU latency against diffusers
 and the FLOP floor) and ``make-tiny-checkpoint``.
 Bad input exits with code 2 and one line on stderr; outputs are written only when the run succeeded.
 """
@@ -23,13 +24,15 @@ def _stage(message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from . import bag_infer, bench, demo, run
+    from . import bag_infer, bench, dataset_infer, demo, run
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_arguments(sub.add_parser("run", help="run policy / forward / inverse dynamics on files"))
     demo.add_arguments(sub.add_parser("demo", help="tiny checkpoint + synthetic scene -> actions JSON + rollout mp4"))
     bag_infer.add_arguments(sub.add_parser("bag-infer", help="label a recorded bag with inverse-dynamics actions"))
+    dataset_infer.add_arguments(sub.add_parser("dataset-infer", help="label a LeRobot dataset (v2.1 / v3.0) with "
+                                                                     "inverse-dynamics actions, on one or many GPUs"))
     bench.add_arguments(sub.add_parser("bench", help="GPU latency benchmark against diffusers and the FLOP floor"))
     tiny = sub.add_parser("make-tiny-checkpoint", help="write a tiny random checkpoint in the published layout")
     tiny.add_argument("out", help="output folder")
