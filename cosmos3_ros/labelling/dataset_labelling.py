@@ -406,7 +406,7 @@ def run_episodes(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotData
         gpus = 1.0 if devices[0].startswith("cuda") else 0.0
         backend = RayBackend(job, args.ray, args.workers, gpus)
         where = f"{args.workers} Ray actors ({'1 GPU' if gpus else 'CPU'} each, Ray at {args.ray})"
-    elif len(devices) == 1:
+    elif len(devices) == 1 and not getattr(args, "spawn", False):
         backend = InlineBackend(job, devices[0])
         where = devices[0]
     else:
@@ -424,15 +424,19 @@ def run_episodes(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotData
     running: dict[int, int] = {}  # worker -> episode
     restarts = 0
     counted = set(done_before)
-    first_ready: float | None = None
-    windows_run = 0
+    ready: set[int] = set()
+    all_ready: float | None = None  # when every first worker had its model loaded: the steady-state clock starts
+    windows_run = windows_steady = 0
     workers = backend.start()
+    expected = len(workers)
     try:
         while todo or running:
             for event in backend.poll(0.5):
                 kind, worker = event[0], event[1]
                 if kind == "idle":
-                    first_ready = first_ready if first_ready is not None else time.perf_counter()
+                    ready.add(worker)
+                    if all_ready is None and len(ready) >= expected:
+                        all_ready = time.perf_counter()
                     running.pop(worker, None)
                     if todo:
                         episode = todo.pop(0)
@@ -440,7 +444,9 @@ def run_episodes(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotData
                         backend.submit(worker, _task(journal, episode))
                 elif kind == "item":
                     item = item_from_json(event[2])
-                    windows_run += _journal_item(journal, item, job, progress, counted, estimates, stage)
+                    labelled = _journal_item(journal, item, job, progress, counted, estimates, stage)
+                    windows_run += labelled
+                    windows_steady += labelled if all_ready is not None else 0
                 elif kind == "dead":
                     lost = running.pop(worker, None)
                     if worker in workers:
@@ -454,9 +460,10 @@ def run_episodes(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotData
                     workers.append(backend.replace(worker))
     finally:
         backend.close()
-    seconds = time.perf_counter() - (first_ready or time.perf_counter())
-    return {"windows": windows_run, "seconds": seconds, "workers": len(devices) if not args.ray else args.workers,
-            "windows_per_s": windows_run / seconds if seconds > 0 else None}
+    seconds = time.perf_counter() - (all_ready or time.perf_counter())
+    return {"windows": windows_run, "windows_steady": windows_steady, "seconds_steady": seconds,
+            "workers": len(devices) if not args.ray else args.workers,
+            "windows_per_s": windows_steady / seconds if seconds > 0 else None}
 
 
 def _task(journal: Journal, episode: int) -> EpisodeTask:
