@@ -181,7 +181,7 @@ class RayBackend:
                      log_to_driver=False, ignore_reinit_error=True)
         self.actor_class = ray.remote(num_gpus=gpus_per_actor, max_restarts=0)(_RayLabeller)
         self.actors: dict[int, Any] = {}
-        self.pending: dict[Any, int] = {}
+        self.pending: dict[Any, tuple[int, str]] = {}  # object ref -> (worker, 'ready' | 'label')
         self.next_id = 0
 
     def _spawn(self) -> int:
@@ -189,7 +189,7 @@ class RayBackend:
         self.next_id += 1
         actor = self.actor_class.remote(self.job, "cuda" if self.gpus > 0 else "cpu")
         self.actors[worker] = actor
-        self.pending[actor.ready.remote()] = worker
+        self.pending[actor.ready.remote()] = (worker, "ready")
         return worker
 
     def start(self) -> list[int]:
@@ -202,7 +202,7 @@ class RayBackend:
 
     def submit(self, worker: int, task: Any) -> None:
         """Run ``task`` on ``worker``'s actor."""
-        self.pending[self.actors[worker].label.remote(task)] = worker
+        self.pending[self.actors[worker].label.remote(task)] = (worker, "label")
 
     def poll(self, timeout: float) -> list[Event]:
         """Finished actor calls: their items then ``idle``, or ``dead`` when the actor died."""
@@ -212,14 +212,15 @@ class RayBackend:
         ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=timeout)
         events: list[Event] = []
         for ref in ready:
-            worker = self.pending.pop(ref)
+            worker, call = self.pending.pop(ref)
             try:
                 result = self.ray.get(ref)
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError) as exc:
                 self.actors.pop(worker, None)
                 events.append(("dead", worker, f"ray actor {worker} died ({type(exc).__name__})"))
                 continue
-            events.extend(("item", worker, item) for item in (result or []))
+            if call == "label":
+                events.extend(("item", worker, item) for item in result)
             events.append(("idle", worker))
         return events
 
