@@ -17,19 +17,19 @@ import pytest
 pytest.importorskip("pyarrow")
 pytest.importorskip("av")
 
-import pyarrow.parquet as pq  # noqa: E402
+import pyarrow.parquet as pq
 
-from cosmos3_ros.labelling.dataset_labelling import planner_stamps  # noqa: E402
-from cosmos3_ros.labelling.lerobot_source import LeRobotDataset, parse_episodes  # noqa: E402
-from cosmos3_ros.labelling.synthetic_dataset import (  # noqa: E402
+from cosmos3_ros.labelling.dataset_labelling import planner_stamps
+from cosmos3_ros.labelling.lerobot_source import LeRobotDataset, parse_episodes
+from cosmos3_ros.labelling.synthetic_dataset import (
     DROID_CAMERAS,
     GRIPPER_SPEED,
     JOINT_SPEED,
     frame_rgb,
     write_lerobot_dataset,
 )
-from cosmos3_ros.labelling.windows import grid_times  # noqa: E402
-from cosmos3_ros.tools.cli import main  # noqa: E402
+from cosmos3_ros.labelling.windows import grid_times
+from cosmos3_ros.tools.cli import main
 
 FAST = ["--chunk", "4", "--resolution-tier", "256", "--steps", "1"]
 NAMES = [*(f"joint_{i}" for i in range(1, 8)), "gripper"]
