@@ -159,11 +159,12 @@ def journal_settings(args: argparse.Namespace, cfg: LabelSettings, index: BagInd
 # ----- the command --------------------------------------------------------------------------------------------
 
 
-def label_bag(args: argparse.Namespace, overrides: dict[str, Any], stage: Stage) -> int:
+def label_bag(args: argparse.Namespace, overrides: dict[str, Any], stage: Stage, predictor: Any = None) -> int:
     """Plan windows, run the pending ones (journaled), then write the outputs; also on Ctrl-C (exit 130).
 
-    ``args`` holds the ``bag-infer`` flags (see ``tools/bag_infer.py``); ``overrides`` the profile fields the user
-    set on the command line.
+    ``args`` holds the ``bag-infer`` flags (see ``tools/bag_infer.py``) with ``args.bag`` one bag; ``overrides``
+    the profile fields the user set on the command line; ``predictor`` a loaded model to reuse (many bags on one
+    worker), else the checkpoint is loaded when the first window runs.
     """
     cfg = resolve_settings(args, overrides, stage)
     out = Path(args.out)
@@ -188,7 +189,7 @@ def label_bag(args: argparse.Namespace, overrides: dict[str, Any], stage: Stage)
                 stage(f"resuming: {len(plan.windows) - len(pending)} of {len(plan.windows)} windows already in "
                       f"{journal.path.name}")
             if pending:
-                run_windows(args, cfg, bag, index, pending, journal, stage)
+                run_windows(args, cfg, bag, index, pending, journal, stage, predictor)
         except KeyboardInterrupt:
             journal.close()
             stage(f"interrupted: writing outputs from the {len({r.window for r in journal.records})} finished windows")
@@ -266,13 +267,14 @@ class Progress:
 
 
 def run_windows(args: argparse.Namespace, cfg: LabelSettings, bag: RecordedBag, index: BagIndex,
-                pending: Sequence[Window], journal: Journal, stage: Stage) -> None:
-    """Load the model, then run ``pending`` windows in batches, appending each chunk to the journal."""
+                pending: Sequence[Window], journal: Journal, stage: Stage, predictor: Any = None) -> None:
+    """Load the model (unless given), then run ``pending`` windows in batches, appending each chunk to the journal."""
     from ..processing.predictor import ActionPredictor
 
-    stage(f"loading checkpoint {args.checkpoint} on {args.device}")
-    predictor = ActionPredictor.load(args.checkpoint, args.profile, device=args.device, overrides=cfg.overrides,
-                                     decode_rollout=False, evaluator=args.evaluator)
+    if predictor is None:
+        stage(f"loading checkpoint {args.checkpoint} on {args.device}")
+        predictor = ActionPredictor.load(args.checkpoint, args.profile, device=args.device, overrides=cfg.overrides,
+                                         decode_rollout=False, evaluator=args.evaluator)
     loaded = predictor.profile
     if (loaded.chunk, loaded.fps, loaded.use_state) != (cfg.profile.chunk, cfg.profile.fps, cfg.profile.use_state):
         raise InputError(f"profile {loaded.name!r} resolved against the checkpoint to chunk {loaded.chunk} at "

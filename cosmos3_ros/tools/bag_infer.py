@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from ..labelling.bag_labelling import ACTION_TOPIC, MODES, POLICY_TOPIC, label_bag
+from ..labelling.many_bags import find_bags, is_bag, label_many_bags
 from .run import add_model_arguments, profile_overrides
 
 Stage = Callable[[str], None]
@@ -26,7 +28,8 @@ def _name_list(text: str) -> tuple[str, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``bag-infer``."""
     add_model_arguments(parser)
-    parser.add_argument("bag", help="rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag file")
+    parser.add_argument("bag", nargs="+", help="rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag file; several, or a "
+                                               "folder of bags: each is labelled into OUT/<bag name>/")
     parser.add_argument("--camera-topic", action="append", required=True, metavar="TOPIC",
                         help="sensor_msgs/Image or CompressedImage topic; the released profile takes three, in the "
                              "order wrist, exterior_1, exterior_2; the base profile one")
@@ -69,10 +72,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy-topic", default=POLICY_TOPIC, help="ActionChunk topic of --mode policy")
     parser.add_argument("--frame-id", default="base_link", help="header.frame_id of the ActionChunk messages")
     parser.add_argument("--no-plots", action="store_true", help="skip the evaluation PNGs")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="many bags: model workers, one process per device (--device cuda -> cuda:0..N-1, or a "
+                             "list cuda:0,cuda:2), or Ray actors with --ray (default 1, in this process)")
+    parser.add_argument("--ray", metavar="auto|ADDRESS|local", help="many bags: run them on Ray actors")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(handler=bag_infer_command)
 
 
 def bag_infer_command(args: argparse.Namespace, stage: Stage) -> int:
-    """Handler of ``bag-infer``: the profile overrides from the flags, then the labelling run."""
-    return label_bag(args, profile_overrides(args), stage)
+    """Handler of ``bag-infer``: one bag as before; several (or a folder of bags) one output folder each."""
+    overrides = profile_overrides(args)
+    paths = list(args.bag)
+    if len(paths) == 1 and (is_bag(Path(paths[0])) or not Path(paths[0]).is_dir()):
+        args.bag = paths[0]
+        if args.workers != 1 or args.ray:
+            stage("one bag: --workers / --ray ignored (bags are the unit of work; use --batch on one GPU)")
+        return label_bag(args, overrides, stage)
+    return label_many_bags(args, overrides, find_bags(paths), stage)

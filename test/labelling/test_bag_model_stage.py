@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-
-from bag_fixtures import T0_NS, BagSpec, CameraSpec, stamp, write_bag
+import sys
+from pathlib import Path
 
 from cosmos3_ros.tools.cli import main
+
+# The synthetic bag writer lives next to the bag-infer tests (no conftest here: test_cli imports test/conftest.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from bag_fixtures import T0_NS, BagSpec, CameraSpec, stamp, write_bag
 
 CAM = "/camera/image_raw"
 # chunk 4: five frames = two latent frames, so the model sees more than frame 0 of each window.
