@@ -201,10 +201,16 @@ class LeRobotDataset:
 
     def task_of(self, episode: EpisodeInfo, data: EpisodeData, row: int) -> str:
         """The task sentence in force at ``row`` of the episode."""
+        text = None
         if data.task_index is not None and int(data.task_index[row]) in self.tasks:
-            return self.tasks[int(data.task_index[row])]
-        if episode.tasks:
-            return episode.tasks[0]
+            text = self.tasks[int(data.task_index[row])]
+        elif episode.tasks:
+            text = episode.tasks[0]
+        if text is not None:
+            if not text.strip():  # e.g. DROID episodes without a language annotation
+                raise InputError(f"episode {episode.index}: empty task at frame_index {int(data.frame_index[row])}; "
+                                 f"give --task, or leave the episode out with --episodes")
+            return text
         raise InputError(f"episode {episode.index}: no task (no task_index column entry in meta/tasks and no task in "
                          f"the episode metadata); give --task")
 
