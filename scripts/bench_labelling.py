@@ -42,8 +42,10 @@ class RandomFullSizeJob(DatasetJob):
         from cosmos3_ros.processing.prompt import PromptTokenizer
         from cosmos3_ros.tools.bench import NANO, build_random_generator
 
-        torch.cuda.set_device(torch.device(device))
-        generator = build_random_generator(NANO, torch.device(device))
+        where = torch.device(device)
+        if where.index is not None:
+            torch.cuda.set_device(where)
+        generator = build_random_generator(NANO, where)
         tokenizer_dir = make_tiny_tokenizer(Path(tempfile.mkdtemp()) / "text_tokenizer")
 
         predictor = ActionPredictor(generator, PromptTokenizer.from_folder(tokenizer_dir), self.profile)

@@ -19,6 +19,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -39,6 +40,7 @@ SEED_EPISODE_STRIDE = 10_000
 DROID_KEYS = {"wrist": "observation.images.wrist_left", "exterior_1": "observation.images.exterior_1_left",
               "exterior_2": "observation.images.exterior_2_left"}
 PLOTTED_EPISODES = 3
+DECODE_GROUP = 4  # windows whose frames are decoded together (one seek per camera), one group ahead
 
 
 @dataclass(frozen=True)
@@ -129,15 +131,28 @@ class DatasetJob:
                                     f"{skipped.reason}", e).to_json()
         todo = [w for w in plan.windows
                 if w.index not in task.failed and any((w.index, m) not in task.done for m in self.modes)]
-        if todo:
-            try:
-                frames = self.decode(episode, data, todo)
-            except InputError as exc:
-                yield WindowFailure(-1, 0, _episode_reason(e, exc), e).to_json()
-                yield EpisodeDone(e, 0).to_json()
-                return
-            for window in todo:
-                yield from self.label_window(predictor, episode, data, stamps, window, frames, task.done)
+        groups = [todo[i:i + DECODE_GROUP] for i in range(0, len(todo), DECODE_GROUP)]
+        # The frames of the next group of windows are decoded on a thread (PyAV releases the GIL) while the
+        # model runs this group, so the GPU does not wait for the video decoder between groups.
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            upcoming = ahead.submit(self.decode, episode, data, groups[0]) if groups else None
+            for g, group in enumerate(groups):
+                assert upcoming is not None
+                try:
+                    frames = upcoming.result()
+                except InputError as exc:
+                    if g == 0:  # nothing decodes (a missing file, no decoder): the episode is skipped
+                        yield WindowFailure(-1, 0, _episode_reason(e, exc), e).to_json()
+                        yield EpisodeDone(e, 0).to_json()
+                        return
+                    frames = exc
+                upcoming = ahead.submit(self.decode, episode, data, groups[g + 1]) if g + 1 < len(groups) else None
+                for window in group:
+                    if isinstance(frames, InputError):  # a damaged stretch later in the video: its windows only
+                        yield WindowFailure(window.index, window.t0_ns, f"episode {e} window {window.index}: "
+                                            f"{frames}", e).to_json()
+                        continue
+                    yield from self.label_window(predictor, episode, data, stamps, window, frames, task.done)
         yield EpisodeDone(e, len(plan.windows) + len(plan.skipped)).to_json()
 
     def decode(self, episode: EpisodeInfo, data: EpisodeData, windows: Sequence[Window]

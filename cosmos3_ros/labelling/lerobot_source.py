@@ -170,7 +170,8 @@ class LeRobotDataset:
             if missing:
                 raise InputError(f"{what}: {episode.data_file.name} has no column {missing[0]!r}; columns: "
                                  f"{schema.names}")
-            table = pq.read_table(episode.data_file, columns=wanted)
+            table = _read_columns(episode.data_file, wanted) if episode.rows is not None else \
+                pq.read_table(episode.data_file, columns=wanted)
         except InputError:
             raise
         except Exception as exc:  # pyarrow raises its own error types for a damaged file
@@ -266,6 +267,24 @@ class LeRobotDataset:
             raise InputError(f"{what}: no frame within {tolerance * 1e3:.1f} ms of t={missing[0]:.4f} s in "
                              f"{path.name} (episode offset {offset:.4f} s)")
         return {t: found[t][1] for t in wanted}
+
+
+_SHARED: dict[tuple[Path, tuple[str, ...]], Any] = {}
+
+
+def _read_columns(path: Path, columns: list[str]) -> Any:
+    """``columns`` of a v3.0 parquet shared by many episodes, read once per process (the last file is kept).
+
+    A worker gets episodes in index order, so consecutive ones mostly share a file; reading the whole file per
+    episode would make a 1,000-episode file cost 1,000 reads.
+    """
+    import pyarrow.parquet as pq
+
+    key = (path, tuple(columns))
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = pq.read_table(path, columns=columns)
+    return _SHARED[key]
 
 
 def _first_row(dataset: LeRobotDataset, episode: EpisodeInfo) -> int:

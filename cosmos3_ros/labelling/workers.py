@@ -74,6 +74,8 @@ def _process_main(job: Any, device: str, threads: int, worker: int, tasks: Any, 
 
     if threads > 0:
         torch.set_num_threads(threads)
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(device)  # CUDA graphs and compiled kernels use the current device
     try:
         predictor = job.load(device)
     except BaseException as exc:
