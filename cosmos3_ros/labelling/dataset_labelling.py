@@ -40,6 +40,7 @@ SEED_EPISODE_STRIDE = 10_000
 DROID_KEYS = {"wrist": "observation.images.wrist_left", "exterior_1": "observation.images.exterior_1_left",
               "exterior_2": "observation.images.exterior_2_left"}
 PLOTTED_EPISODES = 3
+WAIT_NOTICE_S = 120.0
 DECODE_GROUP = 4  # windows whose frames are decoded together (one seek per camera), one group ahead
 
 
@@ -444,8 +445,13 @@ def run_episodes(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotData
     windows_run = windows_steady = 0
     workers = backend.start()
     expected = len(workers)
+    started = notice = time.perf_counter()
     try:
         while todo or running:
+            if not ready and time.perf_counter() - notice > WAIT_NOTICE_S:
+                notice = time.perf_counter()
+                stage(f"waiting for workers: none has loaded its model after {notice - started:.0f} s"
+                      + (" (does the Ray cluster have a free GPU / CPU per actor?)" if args.ray else ""))
             for event in backend.poll(0.5):
                 kind, worker = event[0], event[1]
                 if kind == "idle":

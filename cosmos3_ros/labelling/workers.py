@@ -179,8 +179,15 @@ class RayBackend:
         self.count = actors
         self.gpus = gpus_per_actor
         if not ray.is_initialized():
-            ray.init(address=None if address == "local" else address, include_dashboard=False,
-                     log_to_driver=False, ignore_reinit_error=True)
+            try:
+                ray.init(address=None if address == "local" else address, include_dashboard=False,
+                         log_to_driver=False, ignore_reinit_error=True)
+            except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError ... for a bad address
+                from ..errors import InputError
+
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise InputError(f"--ray {address!r}: cannot start or join Ray ({first}); expected auto, local, "
+                                 f"or a cluster address such as ray://head:10001") from exc
         self.actor_class = ray.remote(num_gpus=gpus_per_actor, max_restarts=0)(_RayLabeller)
         self.actors: dict[int, Any] = {}
         self.pending: dict[Any, tuple[int, str]] = {}  # object ref -> (worker, 'ready' | 'label')
