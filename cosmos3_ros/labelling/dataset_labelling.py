@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import InputError
 from .bag_labelling import MODEL_STAGE_ERRORS, Progress
-from .lerobot_source import EpisodeData, EpisodeInfo, LeRobotDataset, parse_episodes
+from .lerobot_source import EpisodeData, EpisodeInfo, LeRobotDataset, parse_episodes, require
 from .outputs import ChunkRecord, EpisodeDone, Journal, WindowFailure, item_from_json, sorted_records, write_text_atomic
 from .windows import NS_PER_S, Window, WindowPlan, held_values, hold_indices, plan_windows
 
@@ -378,6 +378,8 @@ def label_dataset(args: argparse.Namespace, overrides: dict[str, Any], stage: St
 
     Returns run statistics (windows labelled this run, seconds from the first worker ready to the end).
     """
+    for module in ("pyarrow.parquet", "av"):  # fail before any work, not once per episode in the workers
+        require(module)
     dataset = LeRobotDataset.open(args.dataset)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -625,7 +627,6 @@ def evaluation_outputs(args: argparse.Namespace, job: DatasetJob, dataset: LeRob
             continue
         stamps = planner_stamps(data.timestamps_s, dataset.fps)
         windows = sorted({r.window for r in records if r.episode == e})
-        first = next(r for r in records if r.episode == e)
         for w in windows:
             t0 = next(r.t0_ns for r in records if r.episode == e and r.window == w)
             ticks = t0 + np.rint(np.arange(profile.chunk + 1) * dt_ns).astype(np.int64)
@@ -638,9 +639,7 @@ def evaluation_outputs(args: argparse.Namespace, job: DatasetJob, dataset: LeRob
                                                               job.max_hold_ns)
                 hold[i] = held_values(stamps, data.vectors["state"], ticks[:1], job.max_hold_ns)[0]
         if len(recorded_series) < PLOTTED_EPISODES:
-            labels = {"state": "joint_states", "action": "commands"}
-            recorded_series[e] = {labels[n]: (stamps, data.vectors[n]) for n in sources}
-            del first
+            recorded_series[e] = {n: (stamps, data.vectors[n]) for n in sources}
     names = list(profile.dimension_names)
     arm = [i for i in range(dims) if i not in profile.gripper_dims]
     results = evaluate(renumbered, references, hold, names, arm)

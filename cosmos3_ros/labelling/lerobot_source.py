@@ -31,7 +31,8 @@ VERSIONS = ("v2.1", "v3.0")
 INSTALL_HINT = "pip install 'cosmos3_ros[labelling]'"
 
 
-def _require(module: str) -> Any:
+def require(module: str) -> Any:
+    """Import ``module`` of the ``labelling`` extra, or raise InputError saying how to install it."""
     import importlib
 
     try:
@@ -157,7 +158,7 @@ class LeRobotDataset:
             InputError: missing file or column, wrong row count, non-monotonic timestamps.
 
         """
-        pq = _require("pyarrow.parquet")
+        pq = require("pyarrow.parquet")
         what = f"episode {episode.index}"
         if not episode.data_file.is_file():
             raise InputError(f"{what}: data file {str(episode.data_file)!r} is missing")
@@ -222,7 +223,7 @@ class LeRobotDataset:
             InputError: missing video, no decoder for its codec, or no frame within half a period of a time.
 
         """
-        av = _require("av")
+        av = require("av")
         what = f"episode {episode.index} camera {key!r}"
         if key not in episode.videos:
             raise InputError(f"{what}: no video in the metadata")
@@ -294,7 +295,7 @@ def _first_row(dataset: LeRobotDataset, episode: EpisodeInfo) -> int:
 
 
 def _column_matrix(table: Any, key: str, what: str) -> np.ndarray:
-    pa = _require("pyarrow")
+    pa = require("pyarrow")
     column = table.column(key)
     try:
         if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) or \
@@ -336,7 +337,7 @@ def _read_v21(root: Path, info: dict[str, Any]) -> tuple[dict[int, EpisodeInfo],
 
 
 def _read_v30(root: Path, info: dict[str, Any]) -> tuple[dict[int, EpisodeInfo], dict[int, str]]:
-    pq = _require("pyarrow.parquet")
+    pq = require("pyarrow.parquet")
     data_path = str(info["data_path"])
     video_path = info.get("video_path")
     video_keys = [k for k, v in info.get("features", {}).items() if isinstance(v, dict) and v.get("dtype") == "video"]
