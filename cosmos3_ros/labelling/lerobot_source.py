@@ -354,8 +354,16 @@ def _read_v30(root: Path, info: dict[str, Any]) -> tuple[dict[int, EpisodeInfo],
     if not files:
         raise InputError(f"dataset {str(root)!r}: no meta/episodes/*/*.parquet")
     episodes = {}
+    wanted = ["episode_index", "tasks", "length", "data/chunk_index", "data/file_index", "dataset_from_index",
+              "dataset_to_index", *(f"videos/{k}/{f}" for k in video_keys for f in ("chunk_index", "file_index",
+                                                                                  "from_timestamp"))]
     for file in files:
-        rows = pq.read_table(file).to_pylist()
+        # Only the columns used: DROID's episode files also hold per-episode statistics of every feature.
+        names = pq.read_schema(file).names
+        missing = [c for c in wanted if c not in names and c != "tasks"]
+        if missing:
+            raise InputError(f"{str(file)!r} has no column {missing[0]!r}")
+        rows = pq.read_table(file, columns=[c for c in wanted if c in names]).to_pylist()
         for doc in rows:
             index = int(doc["episode_index"])
             videos = {}
