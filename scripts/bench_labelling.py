@@ -81,6 +81,7 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="comma list of worker counts to time (default 1,2)")
     parser.add_argument("--episodes", type=int, default=24, help="synthetic episodes (default 24)")
     parser.add_argument("--frames", type=int, default=65, help="frames per episode (default 65: two windows)")
+    parser.add_argument("--batch", type=int, default=1, help="windows per model call on each worker (default 1)")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny checkpoint, chunk 4, 1 step")
     parser.add_argument("--out", help="results JSON (default bench/results/labelling-<gpu>-<date>.json)")
     args = parser.parse_args()
@@ -114,7 +115,7 @@ def main() -> int:
             dataset=str(dataset), checkpoint=checkpoint, profile="released_droid_policy", evaluator="cached",
             camera=None, task=None, episodes=None, mode="inverse_dynamics", state_key="observation.state",
             action_key="action", stride=None, max_hold=2.0, workers=count, ray=None, resume=False, no_plots=True,
-            out=str(work / f"out_{count}"), device=device, spawn=True)
+            out=str(work / f"out_{count}"), device=device, spawn=True, batch=args.batch)
         start = time.perf_counter()
         stats = label_dataset(ns, overrides, stage, job_class=job_class)
         stats["wall_s"] = time.perf_counter() - start
@@ -126,7 +127,7 @@ def main() -> int:
         "benchmark": "labelling", "gpu": gpu, "date": dt.date.today().isoformat(),
         "config": {"profile": "released_droid_policy", "mode": "inverse_dynamics", "episodes": args.episodes,
                    "frames_per_episode": args.frames, "camera_hw": list(hw), "video": "AV1 (libsvtav1 -> libdav1d)",
-                   "model": "tiny checkpoint" if args.tiny else "random full-size Nano, bf16",
+                   "model": "tiny checkpoint" if args.tiny else "random full-size Nano, bf16", "batch": args.batch,
                    "overrides": overrides},
         "runs": runs,
         "scaling": {str(r["workers"]): (r["windows_per_s"] / base if base and r["windows_per_s"] else None)

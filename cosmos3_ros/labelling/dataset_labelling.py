@@ -54,6 +54,18 @@ class EpisodeTask:
 
 
 @dataclass(frozen=True)
+class ModelCall:
+    """One model call of a window: the request, the views it shows (for failure reasons) and the row frames."""
+
+    window: Window
+    mode: str
+    request: Any  # processing.request.ActionRequest
+    views: Sequence[Mapping[str, np.ndarray]]
+    frame_stamps: dict[str, list[int]]
+    row_frames: list[int]
+
+
+@dataclass(frozen=True)
 class DatasetJob:
     """Everything a worker needs (picklable): the dataset, the model and how to cut windows.
 
@@ -74,6 +86,7 @@ class DatasetJob:
     max_hold_ns: int
     seed: int
     state_keys: tuple[str, ...]
+    batch: int = 1
 
     # ----- the model --------------------------------------------------------------------------------------
 
@@ -132,7 +145,8 @@ class DatasetJob:
                                     f"{skipped.reason}", e).to_json()
         todo = [w for w in plan.windows
                 if w.index not in task.failed and any((w.index, m) not in task.done for m in self.modes)]
-        groups = [todo[i:i + DECODE_GROUP] for i in range(0, len(todo), DECODE_GROUP)]
+        size = max(DECODE_GROUP, self.batch)
+        groups = [todo[i:i + size] for i in range(0, len(todo), size)]
         # The frames of the next group of windows are decoded on a thread (PyAV releases the GIL) while the
         # model runs this group, so the GPU does not wait for the video decoder between groups.
         with ThreadPoolExecutor(max_workers=1) as ahead:
@@ -148,12 +162,18 @@ class DatasetJob:
                         return
                     frames = exc
                 upcoming = ahead.submit(self.decode, episode, data, groups[g + 1]) if g + 1 < len(groups) else None
+                calls: list[ModelCall] = []
                 for window in group:
                     if isinstance(frames, InputError):  # a damaged stretch later in the video: its windows only
                         yield WindowFailure(window.index, window.t0_ns, f"episode {e} window {window.index}: "
                                             f"{frames}", e).to_json()
                         continue
-                    yield from self.label_window(predictor, episode, data, stamps, window, frames, task.done)
+                    built = self.window_calls(episode, data, stamps, window, frames, task.done)
+                    if isinstance(built, dict):
+                        yield built
+                    else:
+                        calls.extend(built)
+                yield from self.run_calls(predictor, e, data, calls)
         yield EpisodeDone(e, len(plan.windows) + len(plan.skipped)).to_json()
 
     def decode(self, episode: EpisodeInfo, data: EpisodeData, windows: Sequence[Window]
@@ -169,10 +189,10 @@ class DatasetJob:
                 frames[(key, row)] = decoded[t]
         return frames
 
-    def label_window(self, predictor: Any, episode: EpisodeInfo, data: EpisodeData, stamps: np.ndarray,
-                     window: Window, frames: Mapping[tuple[str, int], np.ndarray],
-                     done: frozenset[tuple[int, str]]) -> Iterator[dict[str, Any]]:
-        """The chunk of each mode of one window, or one failure naming the episode, window, camera and time."""
+    def window_calls(self, episode: EpisodeInfo, data: EpisodeData, stamps: np.ndarray, window: Window,
+                     frames: Mapping[tuple[str, int], np.ndarray], done: frozenset[tuple[int, str]]
+                     ) -> list[ModelCall] | dict[str, Any]:
+        """The model calls of one window (one per mode not yet journaled), or the failure item of the window."""
         from ..processing.request import ActionRequest, Mode
 
         e, profile = episode.index, self.profile
@@ -180,15 +200,14 @@ class DatasetJob:
         try:
             task = self.task if self.task is not None else self.dataset().task_of(episode, data, first_row)
         except InputError as exc:
-            yield WindowFailure(window.index, window.t0_ns, f"episode {e} window {window.index}: {exc}", e).to_json()
-            return
+            return WindowFailure(window.index, window.t0_ns, f"episode {e} window {window.index}: {exc}", e).to_json()
         state = None
         if profile.use_state:
             assert window.state is not None
             state = np.asarray(data.vectors["state"][window.state], dtype=np.float32)
         seed = self.seed + SEED_EPISODE_STRIDE * e + window.index
-        row_times = np.asarray(window.times_ns[1:], dtype=np.int64)
-        row_frames = data.frame_index[np.maximum(hold_indices(stamps, row_times), 0)]
+        row_frames = data.frame_index[np.maximum(hold_indices(stamps, np.asarray(window.times_ns[1:])), 0)]
+        calls = []
         for mode in self.modes:
             if (window.index, mode) in done:
                 continue
@@ -202,24 +221,65 @@ class DatasetJob:
                 request.cameras = observation[0]
             else:
                 request.image = observation[0]
-            start = time.perf_counter()
-            try:
-                prediction = predictor.predict(request)
-                actions = np.asarray(prediction.actions, dtype=np.float32)
-                if not np.all(np.isfinite(actions)):
-                    raise InputError(f"the model produced non-finite actions ({mode})")
-            except MODEL_STAGE_ERRORS as exc:
-                yield WindowFailure(window.index, window.t0_ns, self.model_reason(e, data, window, views, exc),
-                                    e).to_json()
-                return
             frame_stamps = {key: [round(float(data.timestamps_s[r]) * NS_PER_S) for r in window.frames[key][:count]]
                             for _, key in self.cameras}
-            newest = max(s for values in frame_stamps.values() for s in values)
-            yield ChunkRecord(
-                window=window.index, mode=mode, t0_ns=window.t0_ns, start_ns=window.times_ns[1], stamp_ns=newest,
-                log_ns=newest, seed=seed, task=task, actions=actions, model_s=time.perf_counter() - start,
-                frame_stamps_ns=frame_stamps, state=None if state is None else state.tolist(), episode=e,
-                row_frames=[int(v) for v in row_frames]).to_json()
+            calls.append(ModelCall(window, mode, request, views, frame_stamps, [int(v) for v in row_frames]))
+        return calls
+
+    def run_calls(self, predictor: Any, e: int, data: EpisodeData, calls: Sequence[ModelCall]
+                  ) -> Iterator[dict[str, Any]]:
+        """Predict (``batch`` calls at a time where the predictor has ``predict_batch``); chunk or failure items.
+
+        A batch the model refuses is rerun one call at a time, so only the bad window is skipped.
+        """
+        failed: set[int] = set()
+        predict_batch = getattr(predictor, "predict_batch", None)
+        size = self.batch if predict_batch is not None else 1
+        for first in range(0, len(calls), size):
+            group = list(calls[first:first + size])
+            results: list[Any] | None = None
+            if len(group) > 1:
+                start = time.perf_counter()
+                try:
+                    results = list(predict_batch([c.request for c in group]))  # type: ignore[misc]
+                except MODEL_STAGE_ERRORS:
+                    results = None
+                seconds = (time.perf_counter() - start) / len(group)
+            for i, call in enumerate(group):
+                if call.window.index in failed:
+                    continue
+                if results is None:
+                    start = time.perf_counter()
+                    try:
+                        prediction: Any = predictor.predict(call.request)
+                    except MODEL_STAGE_ERRORS as exc:
+                        prediction = exc
+                    seconds = time.perf_counter() - start
+                else:
+                    prediction = results[i]
+                item = self.finish(e, data, call, prediction, seconds)
+                if item["kind"] == "failure":
+                    failed.add(call.window.index)
+                yield item
+
+    def finish(self, e: int, data: EpisodeData, call: ModelCall, prediction: Any, seconds: float) -> dict[str, Any]:
+        """The journal item of one model call: its chunk, or why the window is skipped."""
+        window = call.window
+        problem = prediction if isinstance(prediction, Exception) else None
+        if problem is None:
+            actions = np.asarray(prediction.actions, dtype=np.float32)
+            if not np.all(np.isfinite(actions)):
+                problem = InputError(f"the model produced non-finite actions ({call.mode})")
+        if problem is not None:
+            return WindowFailure(window.index, window.t0_ns, self.model_reason(e, data, window, call.views, problem),
+                                 e).to_json()
+        request = call.request
+        newest = max(s for values in call.frame_stamps.values() for s in values)
+        return ChunkRecord(
+            window=window.index, mode=call.mode, t0_ns=window.t0_ns, start_ns=window.times_ns[1], stamp_ns=newest,
+            log_ns=newest, seed=int(request.seed), task=str(request.task), actions=actions, model_s=seconds,
+            frame_stamps_ns=call.frame_stamps, state=None if request.state is None else
+            np.asarray(request.state, dtype=np.float32).tolist(), episode=e, row_frames=call.row_frames).to_json()
 
     def model_reason(self, e: int, data: EpisodeData, window: Window, views: Sequence[Mapping[str, np.ndarray]],
                      exc: Exception) -> str:
@@ -310,8 +370,9 @@ def resolve_job(args: argparse.Namespace, overrides: dict[str, Any], dataset: Le
 
     profile = resolve_profile(args.profile, None, overrides)
     cameras = camera_mapping(args.camera, profile, dataset)
-    if args.stride is not None and args.stride < 1:
-        raise InputError(f"--stride {args.stride}; expected an integer >= 1")
+    for flag, value in (("--stride", args.stride), ("--batch", args.batch)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} {value}; expected an integer >= 1")
     if not args.max_hold > 0:
         raise InputError(f"--max-hold {args.max_hold}; expected a positive number of frame periods")
     state_keys = _keys(args.state_key)
@@ -332,7 +393,7 @@ def resolve_job(args: argparse.Namespace, overrides: dict[str, Any], dataset: Le
         profile_name=args.profile, overrides=overrides, evaluator=args.evaluator, cameras=cameras, task=args.task,
         modes=("inverse_dynamics",) if args.mode == "inverse_dynamics" else ("inverse_dynamics", "policy"),
         stride=args.stride or profile.chunk, max_hold_ns=round(args.max_hold * NS_PER_S / profile.fps),
-        seed=int(profile.seed), state_keys=state_keys)
+        seed=int(profile.seed), state_keys=state_keys, batch=args.batch)
 
 
 def journal_settings(args: argparse.Namespace, job: DatasetJob, episodes: Sequence[int]) -> dict[str, Any]:

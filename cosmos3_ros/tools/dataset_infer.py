@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, help="model frames between window starts (default: chunk)")
     parser.add_argument("--max-hold", type=float, default=2.0, metavar="PERIODS",
                         help="oldest a held frame may be, in model frame periods (default 2)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="windows per model call on a worker (batched where the engine supports it; changes "
+                             "actions by float rounding, see docs/bag_infer.md) (default 1)")
     parser.add_argument("--workers", type=int, default=1,
                         help="model workers: processes (one per device: --device cuda -> cuda:0..N-1, or list "
                              "them: --device cuda:0,cuda:2), or Ray actors with --ray (default 1, in this process)")

@@ -290,3 +290,21 @@ def test_not_a_dataset_exits_2_naming_the_folder(tiny_checkpoint, tmp_path, caps
     (tmp_path / "empty").mkdir()
     code, err = _run(_argv(tmp_path / "empty", tiny_checkpoint, tmp_path / "out"), capsys)
     assert code == 2 and "meta/info.json" in err and "empty" in err
+
+
+def test_batches_go_to_predict_batch_within_an_episode(tiny_checkpoint, datasets, v30_run, tmp_path, capsys,
+                                                       monkeypatch):
+    from cosmos3_ros.processing.predictor import ActionPredictor
+
+    sizes: list[int] = []
+
+    def predict_batch(self, requests):
+        sizes.append(len(requests))
+        return [self.predict(r) for r in requests]
+
+    monkeypatch.setattr(ActionPredictor, "predict_batch", predict_batch, raising=False)
+    code, err = _run(_argv(datasets["v3.0"], tiny_checkpoint, tmp_path, "--batch", "2", "--no-plots"), capsys)
+    assert code == 0, err
+    assert sizes == [2, 2]  # episodes of 2, 1 and 2 windows: never a batch across episodes
+    batched, single = _actions(tmp_path), _actions(v30_run)
+    assert batched.keys() == single.keys() and all(np.array_equal(batched[k], single[k]) for k in single)
