@@ -278,7 +278,8 @@ class DatasetJob:
         return ChunkRecord(
             window=window.index, mode=call.mode, t0_ns=window.t0_ns, start_ns=window.times_ns[1], stamp_ns=newest,
             log_ns=newest, seed=int(request.seed), task=str(request.task), actions=actions, model_s=seconds,
-            frame_stamps_ns=call.frame_stamps, state=None if request.state is None else
+            frame_stamps_ns={k: [v[0], v[-1]] for k, v in call.frame_stamps.items()},
+            state=None if request.state is None else
             np.asarray(request.state, dtype=np.float32).tolist(), episode=e, row_frames=call.row_frames).to_json()
 
     def model_reason(self, e: int, data: EpisodeData, window: Window, views: Sequence[Mapping[str, np.ndarray]],
@@ -453,7 +454,7 @@ def label_dataset(args: argparse.Namespace, overrides: dict[str, Any], stage: St
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal.open(out, journal_settings(args, job, episodes), resume=args.resume,
                            journal_format=JOURNAL_FORMAT)
-    finished = {d.episode for d in journal.episodes}
+    finished = journal.finished_episodes()
     pending = [e for e in episodes if e not in finished]
     profile = job.profile
     stage(f"dataset {dataset.root} (LeRobot {dataset.version}, {dataset.fps:g} fps): {len(episodes)} episodes, "
@@ -502,7 +503,9 @@ def run_episodes(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotData
     todo = list(pending)
     running: dict[int, int] = {}  # worker -> episode
     restarts = 0
-    counted = set(done_before)
+    counted: dict[int | None, set[int]] = {}  # episode -> windows the progress has counted
+    for e, w in done_before:
+        counted.setdefault(e, set()).add(w)
     ready: set[int] = set()
     all_ready: float | None = None  # when every first worker had its model loaded: the steady-state clock starts
     windows_run = windows_steady = 0
@@ -551,37 +554,39 @@ def run_episodes(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotData
 
 
 def _task(journal: Journal, episode: int) -> EpisodeTask:
-    return EpisodeTask(episode, frozenset((r.window, r.mode) for r in journal.records if r.episode == episode),
-                       frozenset(f.window for f in journal.failures if f.episode == episode))
+    done, failed = journal.episode_state(episode)
+    return EpisodeTask(episode, done, failed)
 
 
 def _journal_item(journal: Journal, item: Any, job: DatasetJob, progress: Progress,
-                  counted: set[tuple[int | None, int]], estimates: dict[int, int], stage: Stage) -> int:
+                  counted: dict[int | None, set[int]], estimates: dict[int, int], stage: Stage) -> int:
     """Append ``item`` unless the journal has it (a rerun episode); returns 1 when a window was labelled."""
     if isinstance(item, ChunkRecord):
-        if (item.episode, item.window, item.mode) in journal.done_keys():
+        if journal.has(item):
             return 0
         journal.append(item)
-        if item.mode == job.modes[-1] and (item.episode, item.window) not in counted:
-            counted.add((item.episode, item.window))
+        seen = counted.setdefault(item.episode, set())
+        if item.mode == job.modes[-1] and item.window not in seen:
+            seen.add(item.window)
             progress.advance()
             return 1
         return 0
     if isinstance(item, WindowFailure):
-        if (item.episode, item.window) in journal.failed_keys():
+        if journal.has(item):
             return 0
         journal.append(item)
         stage(f"skipped: {item.reason}")
-        if item.window >= 0 and (item.episode, item.window) not in counted:
-            counted.add((item.episode, item.window))
+        seen = counted.setdefault(item.episode, set())
+        if item.window >= 0 and item.window not in seen:
+            seen.add(item.window)
             progress.advance()
         return 0
-    if item.episode not in {d.episode for d in journal.episodes}:
+    if not journal.has(item):
         journal.append(item)
         # Correct the estimate with what the episode really held (e.g. a skipped episode has none).
-        seen = sum(1 for e, _ in counted if e == item.episode)
-        progress.total += seen - estimates.get(item.episode, seen)
-        estimates[item.episode] = seen
+        real = len(counted.get(item.episode, ()))
+        progress.total += real - estimates.get(item.episode, real)
+        estimates[item.episode] = real
     return 0
 
 

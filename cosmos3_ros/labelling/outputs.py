@@ -154,6 +154,38 @@ class Journal:
         self.episodes = episodes if episodes is not None else []
         self.format = journal_format
         self._file: io.TextIOWrapper | None = None
+        # (episode -> finished (window, mode), failed windows) and finished episodes: kept up to date on append,
+        # so a dataset run asks "is this already written?" in O(1) however long the journal is.
+        self._by_episode: dict[int | None, tuple[set[tuple[int, str]], set[int]]] = {}
+        self._finished: set[int] = set()
+        for item in [*records, *failures, *self.episodes]:
+            self._index(item)
+
+    def _index(self, item: JournalItem) -> None:
+        if isinstance(item, EpisodeDone):
+            self._finished.add(item.episode)
+            return
+        done, failed = self._by_episode.setdefault(item.episode, (set(), set()))
+        if isinstance(item, ChunkRecord):
+            done.add((item.window, item.mode))
+        else:
+            failed.add(item.window)
+
+    def has(self, item: JournalItem) -> bool:
+        """True when the journal already holds ``item`` (the same chunk, window failure or finished episode)."""
+        if isinstance(item, EpisodeDone):
+            return item.episode in self._finished
+        done, failed = self._by_episode.get(item.episode, (set(), set()))
+        return (item.window, item.mode) in done if isinstance(item, ChunkRecord) else item.window in failed
+
+    def episode_state(self, episode: int | None) -> tuple[frozenset[tuple[int, str]], frozenset[int]]:
+        """Finished ``(window, mode)`` and failed windows of ``episode``."""
+        done, failed = self._by_episode.get(episode, (set(), set()))
+        return frozenset(done), frozenset(failed)
+
+    def finished_episodes(self) -> set[int]:
+        """Episodes marked done."""
+        return set(self._finished)
 
     @classmethod
     def open(cls, out_dir: Path, settings: Mapping[str, Any], *, resume: bool,
@@ -200,14 +232,6 @@ class Journal:
         """Windows recorded as failed."""
         return {f.window for f in self.failures}
 
-    def done_keys(self) -> set[tuple[int | None, int, str]]:
-        """``(episode, window, mode)`` of the finished chunks (episode None for bags)."""
-        return {(r.episode, r.window, r.mode) for r in self.records}
-
-    def failed_keys(self) -> set[tuple[int | None, int]]:
-        """``(episode, window)`` recorded as failed (window -1: the whole episode)."""
-        return {(f.episode, f.window) for f in self.failures}
-
     def append(self, item: JournalItem) -> None:
         """Write one line and flush it to disk."""
         if self._file is None:
@@ -221,6 +245,7 @@ class Journal:
             self.failures.append(item)
         else:
             self.episodes.append(item)
+        self._index(item)
 
     def close(self) -> None:
         """Close the file (appending again reopens it)."""
