@@ -181,7 +181,7 @@ def run_loop(config: LoopConfig) -> tuple[dict[str, Any], LoopRecord]:
                 push(rel + config.transport_s, "gripper", command.closed)
             if rel <= measure_end:
                 holding = executor.holding != ""
-                started = executor.counters["chunks_executed"] > 0  # before that the arm rests where it started
+                started = sim.metrics.trajectories > 0  # before the first one the arm rests where it started
                 if started and not holding and (sim.follower.current is None or t > sim.follower.end_time()):
                     starved += tick
             cmd, _ = sim.follower.sample(t)
