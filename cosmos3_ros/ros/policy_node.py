@@ -9,6 +9,7 @@ inference thread -> shut the executor down -> destroy the node -> ``rclpy.try_sh
 from __future__ import annotations
 
 import array
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,7 +24,6 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rosidl_runtime_py.utilities import get_message
 from std_srvs.srv import Trigger
 
 from ..errors import Cosmos3Error
@@ -125,7 +125,9 @@ class RclpyMessageFactory:
 
 @cache
 def _message_class(type_name: str) -> Any:
-    return get_message(type_name)
+    """``pkg/msg/Name`` -> the generated class ``pkg.msg.Name`` (what rosidl_runtime_py does; it has no wheel)."""
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
 class _RclpyLogHandler(logging.Handler):

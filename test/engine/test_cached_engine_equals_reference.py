@@ -1,7 +1,10 @@
 """The cached engine (text K/V cache, generation-only steps, batched CFG) equals the uncached reference loop.
 
-On CPU in float32 the two are required to be bit-identical: the cached path performs the same operations on
-the same operands, only fewer of them.
+The cached path performs the same operations on the same operands, only fewer of them, and on the CPUs tried the
+two are bit-identical in float32. That is not guaranteed by construction: the matmuls have other shapes (CFG as
+a batch of two, generation rows only), and a BLAS may pick another kernel, with another summation order, per
+shape. So the tolerance is 1e-5, far below any difference a wrong cache would make (a stale or misplaced K/V
+changes the latents by order 1e-1 on the tiny model).
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ def _both(predictor: ActionPredictor, request: ActionRequest):
 
 
 def _assert_identical(cached, reference):
-    np.testing.assert_array_equal(cached.action_latents.numpy(), reference.action_latents.numpy())
-    np.testing.assert_array_equal(cached.video_latents.numpy(), reference.video_latents.numpy())
+    np.testing.assert_allclose(cached.action_latents.numpy(), reference.action_latents.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(cached.video_latents.numpy(), reference.video_latents.numpy(), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["policy", "inverse_dynamics", "forward_dynamics"])
-def test_all_modes_bit_identical(released, droid_cameras, mode):
+def test_all_modes_match(released, droid_cameras, mode):
     frames = [dict(droid_cameras)] * 9 if mode == "inverse_dynamics" else None
     known = np.tile(np.array(DROID_STATE, dtype=np.float32), (8, 1)) if mode == "forward_dynamics" else None
     request = ActionRequest(task="stack the cups", mode=mode, state=DROID_STATE, actions=known,
@@ -42,12 +45,12 @@ def test_all_modes_bit_identical(released, droid_cameras, mode):
     _assert_identical(*_both(released, request))
 
 
-def test_without_cfg_bit_identical(released, droid_cameras):
+def test_without_cfg_matches(released, droid_cameras):
     predictor = released.with_profile(released.profile.with_overrides(guidance=1.0))
     _assert_identical(*_both(predictor, ActionRequest(task="t", cameras=droid_cameras, state=DROID_STATE)))
 
 
-def test_cfg_on_first_step_only_bit_identical(released, droid_cameras):
+def test_cfg_on_first_step_only_matches(released, droid_cameras):
     predictor = released.with_profile(released.profile.with_overrides(guidance_steps=1, steps=3))
     _assert_identical(*_both(predictor, ActionRequest(task="t", cameras=droid_cameras, state=DROID_STATE)))
 

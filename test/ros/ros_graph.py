@@ -1,0 +1,290 @@
+"""Fixtures for tests over a real ROS 2 graph: the real ``policy_node`` as its own process, an rclpy peer here.
+
+Isolation (nothing leaves this machine, nothing is shared with other test sessions on it):
+* discovery on loopback only (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``);
+* a ``ROS_DOMAIN_ID`` claimed for the session with a lock file (``claim_domain_id``), so two sessions on one
+  machine never join each other's graph;
+* every process started here is stopped by its own pid (SIGINT, then SIGKILL of that pid only);
+* Fast DDS shared-memory files the session created under /dev/shm are removed once no process maps them.
+
+Use from a test module::
+
+    from ros_graph import require_ros
+    require_ros()          # skip (outside CI) or fail (CI=true) with the reason, before importing rclpy
+    from ros_graph import NodeProcess, RosPeer, write_params, wait_for
+
+``require_ros`` is the one place that decides: a missing ROS install skips only outside CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DOMAIN_LOCK_DIR = Path(os.environ.get("COSMOS3_ROS_DOMAIN_LOCKS", "/tmp/cosmos3_ros_test_domains"))
+SHM_DIR = Path("/dev/shm")
+# Fast DDS shared-memory transport files: segments, port queues and their mutexes / semaphores.
+_FASTDDS_SHM = re.compile(r"^(sem\.)?fast(rtps|dds)_")
+ROS_MODULES = ("rclpy", "std_msgs.msg", "sensor_msgs.msg", "trajectory_msgs.msg", "diagnostic_msgs.msg",
+               "std_srvs.srv", "rosgraph_msgs.msg", "rcl_interfaces.msg", "cosmos3_ros_msgs.msg")
+SETUP_HINT = "bash scripts/setup_ros.sh (ROS 2 Jazzy wheels from PyPI + cosmos3_ros_msgs built from msg/)"
+
+
+def ros_missing_reason(modules: tuple[str, ...] = ROS_MODULES) -> str | None:
+    """None when rclpy and every message package the node uses import; else why not (one line)."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # ImportError, or a broken build raising something else on import
+            return f"{name} does not import ({type(exc).__name__}: {exc}); install it with {SETUP_HINT}"
+    return None
+
+
+def require_ros() -> None:
+    """Skip the calling module when ROS is missing, with the reason; under CI (CI=true) fail instead.
+
+    Call at module level before importing rclpy or message modules.
+    """
+    reason = ros_missing_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true but ROS 2 is not usable: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+# -- domain id and environment --------------------------------------------------------------------------------
+
+
+def claim_domain_id(first: int = 1, last: int = 100) -> tuple[int, Any]:
+    """A ROS domain id no other test session on this machine holds; returns (id, lock file to keep open).
+
+    Ids up to 101 keep Fast DDS's ports below the ephemeral range on Linux. The lock is released when the
+    returned file is closed (or the process ends), so a crashed session never leaks its claim.
+    """
+    DOMAIN_LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    start = first + os.getpid() % (last - first + 1)
+    for offset in range(last - first + 1):
+        domain = first + (start - first + offset) % (last - first + 1)
+        handle = open(DOMAIN_LOCK_DIR / f"domain_{domain}.lock", "w")  # noqa: SIM115 - held for the session
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return domain, handle
+    raise RuntimeError(f"every ROS domain id in [{first}, {last}] is held by another test session")
+
+
+def ros_environment(domain_id: int) -> dict[str, str]:
+    """Variables every process of the session gets (this one included): loopback discovery, one domain."""
+    return {
+        "ROS_DOMAIN_ID": str(domain_id),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_STATIC_PEERS": "",
+        "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+        # No stale ROS 1/2 logging configuration from the user's shell; logs go to the process's stderr.
+        "RCUTILS_COLORIZED_OUTPUT": "0",
+        "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def fastdds_shm_files() -> set[str]:
+    """Names of Fast DDS shared-memory files under /dev/shm now."""
+    if not SHM_DIR.is_dir():
+        return set()
+    return {p.name for p in SHM_DIR.iterdir() if _FASTDDS_SHM.match(p.name)}
+
+
+def _mapped_shm_names() -> set[str]:
+    """Names under /dev/shm some live process maps or holds open (so they are not ours to delete)."""
+    names: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for line in (proc / "maps").read_text().splitlines():
+                if "/dev/shm/" in line:
+                    names.add(line.rsplit("/dev/shm/", 1)[1].split(" ")[0])
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("/dev/shm/"):
+                        names.add(target[len("/dev/shm/"):])
+    return names
+
+
+def remove_fastdds_shm(before: set[str]) -> list[str]:
+    """Remove Fast DDS files created since ``before`` that no live process uses; returns the names removed."""
+    in_use = _mapped_shm_names()
+    removed = []
+    for name in sorted(fastdds_shm_files() - before):
+        # A port file's companion mutex / semaphore is named after it; keep both while the port is in use.
+        base = name.removeprefix("sem.").removesuffix("_el").removesuffix("_mutex")
+        if name in in_use or any(u.startswith(base) for u in in_use):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            (SHM_DIR / name).unlink()
+            removed.append(name)
+    return removed
+
+
+# -- the node under test, as a user starts it -----------------------------------------------------------------
+
+
+DEFAULT_PARAMS = REPO / "config/released_droid_policy.yaml"
+
+
+def write_params(path: Path, overrides: Mapping[str, Any], base: Path | None = DEFAULT_PARAMS,
+                 node: str = "/**") -> Path:
+    """A parameter file: ``base`` (a shipped config) with ``overrides`` on top, under ``node``'s key."""
+    params: dict[str, Any] = {}
+    if base is not None:
+        loaded = yaml.safe_load(base.read_text())
+        params = dict(next(iter(loaded.values()))["ros__parameters"])
+    params.update(overrides)
+    path.write_text(yaml.safe_dump({node: {"ros__parameters": params}}, sort_keys=False))
+    return path
+
+
+class NodeProcess:
+    """``policy_node`` started from its console script with a parameter file, in its own process group.
+
+    Output (stdout and stderr together) goes to ``log_path``; ``log()`` reads it back.
+    """
+
+    def __init__(self, params_file: Path, log_path: Path, env: Mapping[str, str], *, ros_args: tuple[str, ...] = (),
+                 executable: str | None = None) -> None:
+        script = executable or str(Path(sys.executable).with_name("policy_node"))
+        self.log_path = log_path
+        self.command = [script, "--ros-args", "--params-file", str(params_file), *ros_args]
+        self._log_handle = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(self.command, stdout=self._log_handle, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env={**os.environ, **env}, start_new_session=True)
+        self.pid = self.process.pid
+        self.started = time.monotonic()
+
+    def log(self) -> str:
+        """Everything the node printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 120.0, start: int = 0) -> re.Match[str]:
+        """Wait for a regex in the log (from character ``start``); fails with the log if the node exits first."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = compiled.search(self.log(), start)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                raise AssertionError(f"policy_node exited ({code}) before {pattern!r}:\n{self.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} in policy_node's log after {timeout} s:\n{self.log()}")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> tuple[int, float]:
+        """Send ``sig`` to this pid and wait; SIGKILL (this pid only) after ``timeout``. Returns (code, seconds)."""
+        sent = time.monotonic()
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.process.wait(10)
+        elapsed = time.monotonic() - sent
+        self._log_handle.close()
+        return self.process.returncode, elapsed
+
+
+# -- the test's own rclpy node ---------------------------------------------------------------------------------
+
+
+class RosPeer:
+    """An rclpy node in the test process with its own context, spun by one executor thread."""
+
+    def __init__(self, name: str = "cosmos3_test_peer") -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self.executor.spin, name="ros-peer-spin", daemon=True)
+        self._spinner.start()
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
+        """Call a service and wait for the response (the executor thread delivers it)."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise AssertionError(f"service {name} not available after {timeout} s")
+            future = client.call_async(request)
+            if not wait_for(future.done, timeout):
+                raise AssertionError(f"no response from {name} after {timeout} s")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5)
+        self._spinner.join(timeout=5)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
+@contextlib.contextmanager
+def ros_session() -> Iterator[dict[str, str]]:
+    """Claim a domain id, export the isolation variables here, and clean Fast DDS's files afterwards."""
+    domain, lock = claim_domain_id()
+    env = ros_environment(domain)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    shm_before = fastdds_shm_files()
+    try:
+        yield env
+    finally:
+        remove_fastdds_shm(shm_before)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        lock.close()
