@@ -139,6 +139,11 @@ class SimulatedFR3:
         self.gripper_closed_cmd = closed
         self.finger_target = 0.0 if closed else HAND_MAX_WIDTH / 2
 
+    def command_finger(self, position: float, now: float) -> None:
+        """A finger position goal (m, each finger), as ``GripperCommand`` carries it."""
+        self.command_gripper(position < HAND_MAX_WIDTH / 4, now)
+        self.finger_target = float(np.clip(position, 0.0, HAND_MAX_WIDTH / 2))
+
     # ----- physics -----------------------------------------------------------------------------------------
 
     def step(self, t: float) -> None:

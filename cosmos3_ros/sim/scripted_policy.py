@@ -15,9 +15,14 @@ test shows the rows are kept.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import numpy as np
 
 from ..errors import InputError
+from ..processing.profiles import Profile, get_profile
+from ..processing.request import ActionPrediction, ActionRequest
 from .fr3 import FR3_HOME
 
 _PAIRS = ((0, 1), (2, 3), (4, 5))
@@ -102,3 +107,31 @@ class ScriptedPolicy:
             out[k, 7] = self._gripper(q)
         self.chunks += 1
         return out.astype(np.float32)
+
+
+class ScriptedActionModel:
+    """``ScriptedPolicy`` behind the node's model interface (``profile`` + ``predict``): sleeps the latency, reads
+    ``request.state`` and ``request.action_prefix``, ignores the images. Profile: the released DROID policy's.
+    """
+
+    def __init__(self, policy: ScriptedPolicy, profile: Profile | None = None,
+                 sleep: Any = time.sleep) -> None:
+        self.policy = policy
+        self.profile = profile if profile is not None else get_profile("released_droid_policy")
+        self._sleep = sleep
+
+    def predict(self, request: ActionRequest) -> ActionPrediction:
+        """One chunk after the configured latency (wall clock)."""
+        start = time.perf_counter()
+        if request.state is None:
+            raise InputError("scripted policy: the request has no state")
+        actions = self.policy.predict(np.asarray(request.state), None if request.action_prefix is None
+                                      else np.asarray(request.action_prefix))
+        remaining = self.policy.latency() - (time.perf_counter() - start)
+        if remaining > 0:
+            self._sleep(remaining)
+        profile = self.profile
+        return ActionPrediction(actions=actions, rollout=None, mode="policy", profile=profile.name,
+                                domain_name=profile.domain_name, domain_id=profile.domain_id,
+                                dimension_names=profile.dimension_names, fps=profile.fps, seed=0,
+                                timings_ms={"total": (time.perf_counter() - start) * 1e3})
