@@ -184,6 +184,18 @@ def apply_limits(targets: np.ndarray, times: np.ndarray, start_position: np.ndar
                     report.rejected = f"point {k} needs {np.abs(velocity).max():.3f} rad/s > joint_velocity_max"
                     return targets, report
                 velocity = np.clip(velocity, -vmax, vmax)
+        if amax is not None and (limits.position_min is not None or limits.position_max is not None):
+            # towards a position limit, no faster than the arm can still stop before it (v^2 <= 2 a d)
+            room_up = np.inf if limits.position_max is None else np.maximum(limits.position_max - previous_p, 0.0)
+            room_down = np.inf if limits.position_min is None else np.maximum(previous_p - limits.position_min, 0.0)
+            braking = np.where(velocity > 0, np.sqrt(2.0 * amax * room_up), np.sqrt(2.0 * amax * room_down))
+            over = np.abs(velocity) > braking + 1e-9
+            if over.any():
+                report.position += int(np.count_nonzero(over))
+                if reject:
+                    report.rejected = f"point {k} approaches a position limit faster than the arm can stop"
+                    return targets, report
+                velocity = np.clip(velocity, -braking, braking)
         if amax is not None:
             # the finite-difference velocity is the segment's mean; its change over ~h/2 + previous h/2 ~ h
             low, high = previous_v - amax * h, previous_v + amax * h

@@ -132,10 +132,11 @@ class StreamingExecution:
 
     def engage_estop(self, source: str) -> tuple[bool, str]:
         """Latch the e-stop and publish a hold at once; returns (True, message)."""
-        first = self.safety.engage(source)
-        if first:
-            self.estop_times.append(self._clock())
-        self.hold("estop")  # again on every request: a second e-stop is a fresh hold, never harmful
+        with self._lock:  # atomic with chunk publication: no chunk can follow the hold
+            first = self.safety.engage(source)
+            if first:
+                self.estop_times.append(self._clock())
+            self.hold("estop")  # again on every request: a second e-stop is a fresh hold, never harmful
         return True, "e-stop engaged: holding; call ~/release to resume" if first else "e-stop already engaged"
 
     def release_estop(self) -> tuple[bool, str]:
@@ -200,7 +201,7 @@ class StreamingExecution:
 
     def report(self) -> dict[str, Any]:
         """Diagnostics values."""
-        state, _ = self.safety.check(self._clock())
+        state = self.safety.state(self._clock())
         return {"estop": state.estop, "deadman expired": state.deadman_expired, "holding": self.executor.holding,
                 "latency estimate s": round(self.executor.latency_estimate(), 3),
                 "trajectories published": self.trajectories_published, "last refusal": self.last_reason,

@@ -79,6 +79,12 @@ class SafetySupervisor:
         with self._lock:
             return self._last_heartbeat + self.heartbeat_timeout_s if self.uses_deadman else math.inf
 
+    def state(self, now: float) -> SafetyState:
+        """The state at ``now`` without consuming a dead-man trip (``check`` reports each trip once)."""
+        with self._lock:
+            expired = self.uses_deadman and now - self._last_heartbeat > self.heartbeat_timeout_s
+            return SafetyState(self._estop, expired, "estop" if self._estop else "deadman" if expired else "")
+
     def check(self, now: float) -> tuple[SafetyState, bool]:
         """The state at ``now`` and whether the dead-man tripped just now (then the caller publishes a hold)."""
         with self._lock:

@@ -57,7 +57,7 @@ class ExecutionSettings:
     blend_steps: int = 4
     expected_latency_s: float = 0.7
     latency_margin_s: float = 0.05
-    min_lead_s: float = 0.05
+    min_lead_s: float = 0.1
     hold_time_s: float = 0.25
     max_prefix_steps: int = 16
     use_velocities: bool = True
@@ -165,7 +165,7 @@ class ChunkExecutor:
 
     def should_request(self, now: float) -> bool:
         """Whether to capture an observation now: commands allowed, nothing in flight, and it is time."""
-        state, _ = self.safety.check(now)
+        state = self.safety.state(now)
         return state.allows_commands and now >= self.next_request_time()
 
     def plan_request(self, now: float, obs_time_s: float, measured_state: Sequence[float]) -> RequestPlan:
@@ -215,7 +215,7 @@ class ChunkExecutor:
         if plan.epoch != self.epoch:
             self.counters["chunks_discarded"] += 1
             return ExecutionResult(None, "planned before a hold")
-        state, _ = self.safety.check(now)
+        state = self.safety.state(now)
         if not state.allows_commands:
             self.counters["chunks_discarded"] += 1
             return ExecutionResult(None, f"commands refused: {state.reason}")
@@ -233,7 +233,7 @@ class ChunkExecutor:
         if "blend" in self.options and self.active is not None and not self.holding:
             targets = blend_into(self.active, times, targets, s.blend_steps)
         measured = None if measured_arm is None else np.asarray(measured_arm, dtype=np.float64)
-        limited, velocities, report = self._limited(now, times, targets, anchor_p, anchor_v, measured)
+        limited, times, velocities, report = self._limited(now, times, targets, anchor_p, anchor_v, measured)
         if report.rejected:
             self.counters["chunks_rejected"] += 1
             return ExecutionResult(None, f"chunk rejected: {report.rejected}", dropped, report)
@@ -243,43 +243,75 @@ class ChunkExecutor:
         self.take_over_s = now
         self.holding = ""
         if s.gripper_column is not None:
-            self.active_gripper = (times, actions[keep][:, s.gripper_column].copy())
+            self.active_gripper = (times[:-1], actions[keep][:, s.gripper_column].copy())  # no stopping point
         self.counters["chunks_executed"] += 1
         return ExecutionResult(trajectory, "", dropped, report)
 
     def _limited(self, now: float, times: np.ndarray, targets: np.ndarray, anchor_p: np.ndarray,
                  anchor_v: np.ndarray, measured: np.ndarray | None
-                 ) -> tuple[np.ndarray, np.ndarray | None, LimitReport]:
-        """Targets within the limits and the cubic's knot velocities.
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, LimitReport]:
+        """Targets within the limits, followed by a stopping point, and the cubic's knot velocities.
 
-        The limits walk the finite differences; the cubic through the result can still exceed the acceleration
-        limit (it is C2 and may swing between points), so its exact accelerations are checked and the walk is
-        repeated with a tighter acceleration margin (up to three times). What remains is counted (clamp) or
-        refuses the chunk (reject).
+        The chunk's last row usually still moves; stopping dead there would need a large deceleration in one
+        step. So one point is appended where the arm, decelerating uniformly from the last rows' velocity at
+        half the acceleration limit, comes to rest (zero velocity): it only runs if no newer chunk replaces
+        this trajectory in time. The limits walk the finite differences; the cubic through the result can still
+        exceed the acceleration limit (it is C2 and may swing between points), so its exact accelerations are
+        checked and the walk is repeated with a tighter acceleration margin (up to three times). What remains
+        is counted (clamp) or refuses the chunk (reject).
+
+        Returns:
+            ``(positions [N + 1, J], times [N + 1], velocities [N + 1, J] or None, report)``.
+
         """
-        knots = np.concatenate([[now], times])
         amax = self.limits.acceleration_max
         margin = 0.5
+        excess = np.zeros(0, dtype=bool)
         for _ in range(4):
             limited, report = apply_limits(targets, times, anchor_p, anchor_v, now, measured, self.limits, margin)
             if report.rejected:
-                return limited, None, report
+                return limited, times, None, report
+            positions, knot_times = self._with_stop(now, times, limited, anchor_p)
             if not self.settings.use_velocities:
-                return limited, None, report
-            velocities = spline_velocities(knots, np.vstack([anchor_p, limited]), anchor_v)
+                return positions, knot_times, None, report
+            knots = np.concatenate([[now], knot_times])
+            path = np.vstack([anchor_p, positions])
+            velocities = spline_velocities(knots, path, anchor_v)
+            # a point on a position limit is passed at rest, so the cubic does not swing beyond the limit
+            at_limit = np.zeros(path.shape, dtype=bool)
+            if self.limits.position_max is not None:
+                at_limit |= path >= self.limits.position_max - 1e-9
+            if self.limits.position_min is not None:
+                at_limit |= path <= self.limits.position_min + 1e-9
+            at_limit[0] = False
+            velocities[at_limit] = 0.0
             if amax is None:
                 break
-            excess = max_abs_acceleration(knots, np.vstack([anchor_p, limited]), velocities) > amax * (1 + 1e-6)
+            # 10 % headroom: the controller starts its first segment a transport delay later than planned
+            excess = max_abs_acceleration(knots, path, velocities) > 0.9 * amax
             if not excess.any():
                 break
             if self.limits.on_violation == "reject":
                 report.rejected = f"the cubic through the targets needs more than joint_acceleration_max on joints " \
                                   f"{np.flatnonzero(excess).tolist()}"
-                return limited, None, report
+                return positions, knot_times, None, report
             margin *= 0.5
         else:
             report.acceleration += int(np.count_nonzero(excess))
-        return limited, velocities[1:], report
+        return positions, knot_times, velocities[1:], report
+
+    def _with_stop(self, now: float, times: np.ndarray, positions: np.ndarray, anchor_p: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Append the stopping point (see ``_limited``) to ``positions [N, J]`` at ``times [N]``."""
+        dt = self.settings.dt_s
+        previous_t = times[-2] if len(times) > 1 else now
+        previous_p = positions[-2] if len(times) > 1 else anchor_p
+        velocity = (positions[-1] - previous_p) / max(times[-1] - previous_t, 1e-9)
+        amax = self.limits.acceleration_max
+        decel = 0.5 * amax if amax is not None else np.full_like(velocity, np.inf)
+        stop_time = float(max(dt, np.max(np.abs(velocity) / decel)))
+        stop = self.limits.clip_positions(positions[-1] + 0.5 * velocity * stop_time)
+        return np.vstack([positions, stop]), np.concatenate([times, [times[-1] + stop_time]])
 
     def _commanded_state(self, now: float, measured_arm: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
         """Position and velocity the controller is at now: the running trajectory's, else the measured joints."""
@@ -301,7 +333,7 @@ class ChunkExecutor:
         """The gripper command due at ``now`` from the running chunk's gripper column (None: no change)."""
         if self.gripper is None or self.active_gripper is None or self.holding:
             return None
-        state, _ = self.safety.check(now)
+        state = self.safety.state(now)
         if not state.allows_commands:
             return None
         times, values = self.active_gripper

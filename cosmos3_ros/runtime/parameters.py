@@ -222,8 +222,9 @@ PARAMETER_SPEC: tuple[ParameterSpec, ...] = (
                   "Observation -> chunk latency (s) assumed until measured.", "execution", range=(0.0, 60.0)),
     ParameterSpec("latency_margin", "double", 0.05, "Added to the latency estimate when scheduling (s).",
                   "execution", range=(0.0, 10.0)),
-    ParameterSpec("min_lead_time", "double", 0.05,
-                  "The first trajectory point lies at least this far in the future (s).", "execution",
+    ParameterSpec("min_lead_time", "double", 0.1,
+                  "The first trajectory point lies at least this far in the future (s): covers transport and "
+                  "scheduling delays before the controller receives it.", "execution",
                   range=(0.0, 5.0)),
     ParameterSpec("hold_time", "double", 0.25,
                   "time_from_start of a hold point (s); longer when the acceleration limit needs it.", "execution",

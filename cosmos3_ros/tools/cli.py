@@ -2,7 +2,7 @@
 
 Subcommands: ``run`` (one request on files), ``demo`` (tiny checkpoint + synthetic scene + policy),
 ``bag-infer`` (label a recorded bag with inverse-dynamics action chunks), ``bench`` (GPU latency against diffusers
-and the FLOP floor) and ``make-tiny-checkpoint``.
+and the FLOP floor), ``sim-loop`` (the node driving a simulated FR3 in closed loop) and ``make-tiny-checkpoint``.
 Bad input exits with code 2 and one line on stderr; outputs are written only when the run succeeded.
 """
 
@@ -23,7 +23,7 @@ def _stage(message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from . import bag_infer, bench, demo, run
+    from . import bag_infer, bench, demo, run, sim_loop
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_arguments(sub.add_parser("demo", help="tiny checkpoint + synthetic scene -> actions JSON + rollout mp4"))
     bag_infer.add_arguments(sub.add_parser("bag-infer", help="label a recorded bag with inverse-dynamics actions"))
     bench.add_arguments(sub.add_parser("bench", help="GPU latency benchmark against diffusers and the FLOP floor"))
+    sim_loop.add_arguments(sub.add_parser("sim-loop", help="the node driving a simulated FR3 in closed loop"))
     tiny = sub.add_parser("make-tiny-checkpoint", help="write a tiny random checkpoint in the published layout")
     tiny.add_argument("out", help="output folder")
     tiny.add_argument("--seed", type=int, default=0)

@@ -44,11 +44,15 @@ def test_first_chunk_drops_past_rows_and_starts_in_the_future():
     traj = result.trajectory
     assert traj is not None and traj.stamp_s == pytest.approx(T0 - 0.02)  # header stamp = observation stamp
     assert traj.absolute_times[0] >= now + ex.settings.min_lead_s
-    assert result.dropped_rows == 32 - len(traj.times_s)
+    kept = len(traj.times_s) - 1  # the kept rows and a stopping point after the last one
+    assert result.dropped_rows == 32 - kept
     # rows kept at their own times: row k at obs + (k + 1) dt
-    first_row = 32 - len(traj.times_s)
+    first_row = 32 - kept
     assert traj.times_s[0] == pytest.approx((first_row + 1) * DT)
+    assert traj.times_s[-1] > traj.times_s[-2] >= 32 * DT - 1e-9
     np.testing.assert_allclose(traj.velocities[-1], 0.0)
+    # the stopping point continues the motion (half the last rows' velocity times the stopping time)
+    assert np.all(traj.positions[-1] >= traj.positions[-2] - 1e-12)
     assert ex.counters["rows_dropped_past"] == result.dropped_rows
 
 

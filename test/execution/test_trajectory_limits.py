@@ -128,3 +128,14 @@ def test_max_abs_acceleration_of_a_constant_velocity_line_is_zero():
     positions = np.array([[0.0], [1.0], [2.0]])
     velocities = np.ones((3, 1))
     assert max_abs_acceleration(times, positions, velocities)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_approach_to_a_position_limit_brakes_within_the_acceleration_limit():
+    limits = JointLimits.from_parameters(["a"], position_min=[-1.0], position_max=[0.1], acceleration_max=[10.0])
+    ramp = (np.arange(1, 21) * 0.02)[:, None]  # 0.3 rad/s towards a limit at 0.1 rad
+    times = 100.0 + np.arange(1, 21) * DT
+    out, report = apply_limits(ramp, times, np.zeros(1), np.full(1, 0.3), 100.0, np.zeros(1), limits)
+    v = np.diff(np.concatenate([[0.0], out[:, 0]])) / DT
+    a = np.diff(np.concatenate([[0.3], v])) / DT
+    assert out[:, 0].max() <= 0.1 + 1e-12 and report.position > 0
+    assert np.abs(a).max() <= 10.0 * 0.5 + 1e-6  # the walk's margin of the limit
