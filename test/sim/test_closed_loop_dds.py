@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))
-from ros_graph import require_ros, ros_session  # noqa: E402
+from ros_graph import require_ros, ros_session
 
 require_ros()
 
