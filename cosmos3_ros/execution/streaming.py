@@ -257,8 +257,8 @@ class ChunkExecutor:
         half the acceleration limit, comes to rest (zero velocity): it only runs if no newer chunk replaces
         this trajectory in time. The limits walk the finite differences; the cubic through the result can still
         exceed the acceleration limit (it is C2 and may swing between points), so its exact accelerations are
-        checked and the walk is repeated with a tighter acceleration margin (up to three times). What remains
-        is counted (clamp) or refuses the chunk (reject).
+        checked and the walk is repeated with a tighter acceleration margin (up to three times). If that does
+        not suffice, or with ``reject``, the chunk is refused and the running trajectory continues.
 
         Returns:
             ``(positions [N + 1, J], times [N + 1], velocities [N + 1, J] or None, report)``.
@@ -297,7 +297,12 @@ class ChunkExecutor:
                 return positions, knot_times, None, report
             margin *= 0.5
         else:
+            # clamping cannot make this chunk feasible from the running state: refuse it, the running
+            # trajectory (feasible) continues
             report.acceleration += int(np.count_nonzero(excess))
+            report.rejected = f"no trajectory within joint_acceleration_max found for joints " \
+                              f"{np.flatnonzero(excess).tolist()}"
+            return positions, knot_times, None, report
         return positions, knot_times, velocities[1:], report
 
     def _with_stop(self, now: float, times: np.ndarray, positions: np.ndarray, anchor_p: np.ndarray
