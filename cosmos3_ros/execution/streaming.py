@@ -53,7 +53,7 @@ class ExecutionSettings:
     arm_columns: tuple[int, ...]
     gripper_column: int | None = None
     execution_horizon: int = 8
-    handover: str = "prefix"
+    handover: str = "prefix+blend"
     blend_steps: int = 4
     expected_latency_s: float = 0.7
     latency_margin_s: float = 0.05

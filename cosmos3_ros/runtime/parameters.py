@@ -213,7 +213,7 @@ PARAMETER_SPEC: tuple[ParameterSpec, ...] = (
                   "streaming: the execution layer schedules observations from the measured latency and hands chunks "
                   "over smoothly; per_chunk: one JointTrajectory per chunk at inference_rate (open loop).",
                   "execution", choices=("streaming", "per_chunk")),
-    ParameterSpec("handover", "string", "prefix",
+    ParameterSpec("handover", "string", "prefix+blend",
                   "How a new chunk takes over: none, blend, rollforward, prefix, or a '+' combination "
                   "(e.g. prefix+blend; rollforward and prefix exclude each other).", "execution"),
     ParameterSpec("blend_steps", "integer", 4, "Rows cross-faded by the blend hand-over.", "execution",
