@@ -47,6 +47,7 @@ setup(
         "console_scripts": [
             "cosmos3-ros = cosmos3_ros.tools.cli:main",
             "policy_node = cosmos3_ros.ros.policy_node:main",
+            "sim_fr3_node = cosmos3_ros.ros.sim_fr3_node:main",
         ],
     },
     zip_safe=False,

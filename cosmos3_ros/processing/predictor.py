@@ -264,6 +264,15 @@ class ActionPredictor:
             clean_rows.extend(range(offset, rows))
         elif request.actions is not None:
             raise InputError(f"actions are only taken in forward_dynamics, not in {mode}")
+        if request.action_prefix is not None:
+            if mode != "policy":
+                raise InputError(f"action_prefix is only taken in policy mode, not in {mode}")
+            prefix = act.as_action_array(request.action_prefix, profile.raw_action_dim, "action_prefix")
+            if prefix.shape[0] >= profile.chunk:
+                raise InputError(f"action_prefix: {prefix.shape[0]} rows; expected fewer than the chunk "
+                                 f"({profile.chunk}) so that some rows are generated")
+            clean_actions[offset:offset + prefix.shape[0]] = act.to_model_space(prefix, **to_model)
+            clean_rows.extend(range(offset, offset + prefix.shape[0]))
         seed = profile.seed if request.seed is None else int(request.seed)
         decode = self.decode_rollout if request.decode_rollout is None else bool(request.decode_rollout)
         gen = GenerationRequest(

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, NoReturn
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -36,6 +36,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Trigger
 
 from ..errors import Cosmos3Error
+from ..execution.node_execution import StreamingExecution
 from ..runtime.node_core import (
     QOS_LATCHED,
     QOS_RELIABLE,
@@ -184,13 +185,20 @@ class PolicyNode(Node):
         # executor runs callbacks of different groups in parallel.
         self._inputs_group = ReentrantCallbackGroup()
         self._snapshots_group = self.default_callback_group
+        # e-stop, dead-man and the execution timer never wait behind a snapshot or a parameter change
+        self._safety_group = MutuallyExclusiveCallbackGroup()
         self._output_publishers: dict[str, Any] = {}
         self._publish_lock = threading.Lock()
         self._publishing = True
+        self.execution: StreamingExecution | None = None
+        profile = model.profile
+        if (values["mode"] or profile.mode) == "policy" and profile.action_space == "joint_position":
+            self.execution = StreamingExecution(values, profile, clock=self._node_time_s,
+                                                publish=self._publish_execution, factory=RclpyMessageFactory())
         self.core = PolicyNodeCore(
             model, values, clock=self._node_time_s, publish=self._publish_output, factory=RclpyMessageFactory(),
             set_timer_period=self._set_snapshot_period, diagnostic_name=f"{self.get_fully_qualified_name()}: cosmos3",
-            hardware_id=values["device"],
+            hardware_id=values["device"], execution=self.execution,
         )
         for pub in self.core.publications:
             self._output_publishers[pub.key] = self.create_publisher(
@@ -213,12 +221,80 @@ class PolicyNode(Node):
             for name, handler in (("pause", self.core.pause), ("resume", self.core.resume),
                                   ("clear_buffers", self.core.clear_buffers))
         ]
+        self._gripper_client: Any = None
+        self._gripper_goal: Any = None
+        if self.execution is not None:
+            self.execution.measured_state = self.core.latest_state
+            self._wire_execution(values)
         self.add_on_set_parameters_callback(self._validate_parameter_change)
         self.get_logger().info(
             f"{self.core.mode} with profile {self.core.profile.name}: inputs "
             + ", ".join(f"{s.topic} [{s.type_name}]" for s in self.core.subscriptions)
             + f"; dry_run={self.core.dry_run}"
         )
+
+    def _wire_execution(self, values: dict[str, Any]) -> None:
+        """E-stop topic + services, heartbeat, execution timer and the gripper output."""
+        execution = self.execution
+        assert execution is not None
+        from std_msgs.msg import Bool
+
+        latched = subscription_qos(QOS_LATCHED)
+        self._safety_subscriptions = [
+            self.create_subscription(Bool, values["estop_topic"], execution.on_estop_message, latched,
+                                     callback_group=self._safety_group)]
+        if values["heartbeat_topic"]:
+            self._safety_subscriptions.append(self.create_subscription(
+                Bool, values["heartbeat_topic"], execution.on_heartbeat, subscription_qos(QOS_RELIABLE),
+                callback_group=self._safety_group))
+        self._safety_services = [
+            self.create_service(Trigger, "~/estop", self._trigger_callback(lambda: execution.engage_estop("service")),
+                                callback_group=self._safety_group),
+            self.create_service(Trigger, "~/release", self._trigger_callback(execution.release_estop),
+                                callback_group=self._safety_group),
+        ]
+        self._execution_timer = self.create_timer(1.0 / values["execution_rate"], execution.tick,
+                                                  callback_group=self._safety_group)
+        output = values["gripper_output"]
+        if output in ("auto", "action"):
+            try:
+                action_type = _message_class(values["gripper_action_type"])
+                goal_type = _message_class(values["gripper_action_type"].replace("/action/", "/msg/"))
+            except (ImportError, AttributeError, ValueError) as exc:
+                if output == "action":
+                    raise Cosmos3Error(f"parameter 'gripper_action_type': {values['gripper_action_type']!r} does "
+                                       f"not import ({exc}); install control_msgs or set gripper_output: "
+                                       "topic") from exc
+                output = "topic"
+            else:
+                from rclpy.action import ActionClient
+
+                self._gripper_client = ActionClient(self, action_type, values["gripper_action"],
+                                                    callback_group=self._safety_group)
+                self._gripper_goal = (action_type, goal_type)
+                output = "action"
+        if output == "topic":
+            from std_msgs.msg import Float64
+
+            self._output_publishers["gripper"] = self.create_publisher(
+                Float64, values["gripper_command_topic"], publication_qos("gripper"))
+        self.get_logger().info(f"execution: {values['execution_mode']}, hand-over {values['handover']}, gripper via "
+                               f"{output}; e-stop on {values['estop_topic']!r} and ~/estop, ~/release")
+
+    def _publish_execution(self, key: str, msg: Any) -> None:
+        """Execution outputs: trajectories on the node's JointTrajectory publisher, gripper commands."""
+        if key == "gripper":
+            if self._gripper_client is not None:
+                action_type, goal_type = self._gripper_goal
+                goal = action_type.Goal(command=goal_type(position=float(msg.position),
+                                                          max_effort=float(msg.max_effort)))
+                self._gripper_client.send_goal_async(goal)
+            elif "gripper" in self._output_publishers:
+                from std_msgs.msg import Float64
+
+                self._output_publishers["gripper"].publish(Float64(data=float(msg.position)))
+            return
+        self._publish_output(key, msg)
 
     def _declare_from_spec(self, spec: ParameterSpec) -> None:
         descriptor = parameter_descriptor(spec)
@@ -277,7 +353,13 @@ class PolicyNode(Node):
         """
         self._snapshot_timer.cancel()
         self._diagnostics_timer.cancel()
-        joined = self.core.shutdown(timeout)
+        if self.execution is not None:
+            self._execution_timer.cancel()
+        try:
+            joined = self.core.shutdown(timeout)
+        except Exception as exc:  # the hold at shutdown is best effort once the context is gone (Ctrl-C)
+            self.get_logger().warning(f"shutdown: {type(exc).__name__}: {exc}")
+            joined = self.core.worker.stop(timeout)
         if not joined:
             self.get_logger().info(f"a model call is still running after {timeout} s; its result is dropped")
         self.stop_publishing()

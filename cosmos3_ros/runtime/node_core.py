@@ -66,6 +66,42 @@ GRIPPER_DIMENSION = "gripper"
 _LOG_THROTTLE_S = 5.0
 
 
+class ExecutionHooks(Protocol):
+    """What the node core asks of a closed-loop execution layer (``cosmos3_ros.execution.node_execution``).
+
+    The core stays unaware of how chunks are executed: it asks whether to take a snapshot now, lets the layer
+    plan the request (state / prefix rows) and hands it every prediction of a planned snapshot.
+    """
+
+    def wants_snapshot(self, now: float) -> bool:
+        """Whether an observation should be captured now."""
+        ...
+
+    def plan(self, now: float, snapshot: Snapshot) -> Any:
+        """Plan the request for ``snapshot`` (stored in ``Snapshot.plan``)."""
+        ...
+
+    def adjust_request(self, request: ActionRequest, plan: Any) -> None:
+        """Change the request as planned (state row, action prefix)."""
+        ...
+
+    def on_prediction(self, plan: Any, actions: np.ndarray) -> None:
+        """A chunk ``[chunk, raw_action_dim]`` for a planned snapshot (worker thread)."""
+        ...
+
+    def on_failure(self, plan: Any) -> None:
+        """The request of a planned snapshot failed (worker thread)."""
+        ...
+
+    def on_skip(self, now: float, reason: str) -> None:
+        """A wanted snapshot could not be taken (``stale``, ``incomplete``, ...)."""
+        ...
+
+    def on_shutdown(self) -> None:
+        """The node is stopping."""
+        ...
+
+
 class ActionModel(Protocol):
     """What the node needs from ``processing.predictor.ActionPredictor``."""
 
@@ -123,6 +159,7 @@ class Snapshot:
     known_actions: np.ndarray | None
     age_s: float
     build_s: float
+    plan: Any = None
 
 
 def camera_message_type(topic: str) -> str:
@@ -229,6 +266,9 @@ class PolicyNodeCore:
         set_timer_period: called with the new period when ``inference_rate`` changes at runtime.
         diagnostic_name / hardware_id: the DiagnosticStatus ``name`` / ``hardware_id``.
         start_worker: start the inference thread now (tests may start it later).
+        execution: the closed-loop execution layer; it schedules snapshots and publishes commands when
+            ``execution_mode`` is ``streaming`` and commands are allowed (``dry_run`` off, policy mode, joint
+            positions). None = one JointTrajectory per chunk.
 
     """
 
@@ -244,6 +284,7 @@ class PolicyNodeCore:
         diagnostic_name: str = "cosmos3_ros: policy_node",
         hardware_id: str = "",
         start_worker: bool = True,
+        execution: ExecutionHooks | None = None,
     ) -> None:
         self.params = resolve_parameters(parameters)
         self._model = model
@@ -256,6 +297,7 @@ class PolicyNodeCore:
         self._hardware_id = hardware_id or self.params["device"]
         self._lock = threading.Lock()
         self._log_times: dict[str, float] = {}
+        self.execution = execution
 
         profile = model.profile
         p = self.params
@@ -353,9 +395,33 @@ class PolicyNodeCore:
         return self._model.profile
 
     @property
+    def streaming(self) -> bool:
+        """Whether the execution layer schedules snapshots and commands the arm now."""
+        allowed, _ = trajectory_allowed(dry_run=self.dry_run, mode=self.mode, joint_space=self.joint_space)
+        return allowed and self.execution is not None and self.params["execution_mode"] == "streaming"
+
+    @property
     def timer_period_s(self) -> float:
-        """Snapshot timer period (1 / inference_rate)."""
-        return 1.0 / self.params["inference_rate"]
+        """Snapshot timer period: 1 / execution_rate while streaming (the layer decides when), else
+        1 / inference_rate.
+        """
+        rate = self.params["execution_rate"] if self.streaming else self.params["inference_rate"]
+        return 1.0 / rate
+
+    def latest_state(self) -> np.ndarray | None:
+        """Newest buffered ``[q..., gripper]`` (None before the first joint state)."""
+        if not self.uses_state:
+            return None
+        joints = self.buffer.latest("joint_state")
+        if joints is None:
+            return None
+        items: dict[str, Stamped] = {"joint_state": joints}
+        if self.separate_gripper_topic:
+            gripper = self.buffer.latest("gripper")
+            if gripper is None:
+                return None
+            items["gripper"] = gripper
+        return self._state_vector(items)
 
     def _subscription_specs(self) -> list[SubscriptionSpec]:
         p = self.params
@@ -521,13 +587,20 @@ class PolicyNodeCore:
         """Take a snapshot and hand it to the worker; returns ``submitted`` or the skip reason."""
         start = time.perf_counter()
         now = self._clock()
+        streaming = self.streaming
+        if streaming and self.execution is not None and not self.execution.wants_snapshot(now):
+            return "not_scheduled"
         self._tick += 1
         if self._clock_went_back(now):
             return "clock_jumped_back"
         reason, detail, snapshot = self._snapshot(now, start)
         if snapshot is None:
             self.diagnostics.skip(reason, detail)
+            if streaming and self.execution is not None:
+                self.execution.on_skip(now, reason)
             return reason
+        if streaming and self.execution is not None:
+            snapshot = dataclasses.replace(snapshot, plan=self.execution.plan(now, snapshot))
         self._last_submitted_ns = snapshot.stamp_ns
         self.diagnostics.count("snapshots_submitted")
         if self.worker.submit(snapshot):
@@ -662,6 +735,8 @@ class PolicyNodeCore:
                 request.image = observation
         if self.mode == "forward_dynamics":
             request.actions = snapshot.known_actions
+        if snapshot.plan is not None and self.execution is not None:
+            self.execution.adjust_request(request, snapshot.plan)
         return request
 
     def _process(self, snapshot: Snapshot) -> None:
@@ -676,6 +751,8 @@ class PolicyNodeCore:
         self.diagnostics.job_succeeded(model_s, overhead_s, snapshot.age_s)
 
     def _on_job_error(self, snapshot: Snapshot, exc: BaseException) -> None:
+        if snapshot.plan is not None and self.execution is not None:
+            self.execution.on_failure(snapshot.plan)
         kind = "bad input" if isinstance(exc, InputError) else type(exc).__name__
         message = f"snapshot {snapshot.tick} (stamp {snapshot.stamp_ns / 1e9:.3f} s): {kind}: {exc}"
         if isinstance(exc, InputError):
@@ -703,7 +780,12 @@ class PolicyNodeCore:
         self._publish("action_chunk", build_action_chunk(chunk, self._factory))
         self.diagnostics.count("chunks_published")
         allowed, _ = trajectory_allowed(dry_run=self.dry_run, mode=self.mode, joint_space=self.joint_space)
-        if allowed:
+        if snapshot.plan is not None and self.execution is not None:
+            if allowed:
+                self.execution.on_prediction(snapshot.plan, actions)
+            else:
+                self.execution.on_failure(snapshot.plan)
+        elif allowed:
             self._publish_trajectory(snapshot, actions, chunk.dt_s)
         if prediction.rollout is not None and self.params["publish_rollout"]:
             self._publish_rollout(snapshot, prediction)
@@ -776,10 +858,11 @@ class PolicyNodeCore:
         except (InputError, ProfileError) as exc:
             self._input_error("parameters", exc)
             return False, str(exc)
-        rate_changed = new_values["inference_rate"] != self.params["inference_rate"]
+        period = self.timer_period_s
         self.params = new_values
         self._model = model
         self.dry_run = new_values["dry_run"]
+        rate_changed = self.timer_period_s != period
         if "task" in changes:
             self.set_task(new_values["task"])
         if rate_changed and self._set_timer_period is not None:
@@ -866,6 +949,8 @@ class PolicyNodeCore:
         """
         deadline = time.monotonic() + timeout
         self.paused = True
+        if self.execution is not None and self.streaming:
+            self.execution.on_shutdown()
         joined = self.worker.stop(timeout)
         if self._rollout_writer is not None:
             joined = self._rollout_writer.stop(max(0.0, deadline - time.monotonic())) and joined
