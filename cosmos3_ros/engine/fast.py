@@ -425,18 +425,20 @@ class FastGenerationTower:
 
     def _capture(self, buffers: _StepBuffers) -> None:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        start.record(torch.cuda.current_stream(self.device))
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             self._run_first(buffers)
             self._run(buffers)  # warm kernels and workspaces outside the graph
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # a capture stream of this tower's device: torch.cuda.graph's default one is created once per process, on
+        # whichever device was current then, and a second GPU's kernels cannot be captured on it
+        with torch.cuda.graph(graph, pool=self.pool, stream=torch.cuda.Stream(self.device)):
             buffers.out_vision, buffers.out_action = self._run(buffers)
         buffers.graph = graph
-        end.record()
+        end.record(torch.cuda.current_stream(self.device))
         end.synchronize()
         self.capture_ms += start.elapsed_time(end)
 

@@ -183,6 +183,8 @@ class ActionGenerator:
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         info = CheckpointInfo.read(root)
         transformer = load_transformer(info, device, dtype, weights=weights)
+        if weights == "fp8" and device.type == "cuda":
+            torch.cuda.empty_cache()  # the per-tensor bf16 temporaries of quantisation: back to the driver
         vae = load_vae(info, device, dtype, with_decoder=with_decoder)
         generator = cls(info, transformer, vae, device, dtype, text_cache_size=text_cache_size,
                         cuda_graphs=cuda_graphs, compile_layers=compile_layers)

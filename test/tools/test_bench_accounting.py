@@ -33,6 +33,8 @@ def test_kernel_table_counts_each_kernel_once():
     assert table["kinds_ms"] == pytest.approx({"gemm": 0.2, "attention": 0.05,
                                                "compiled elementwise (Triton)": 0.03, "other": 0.02})
     assert kernel_kind("nvjet_tst_256x128_64x4_1x2_h_bz_coopA_TNT") == "gemm"
+    assert kernel_kind("triton_red_fused__scaled_mm__to_copy_abs_amax_clamp_min_div_mul_silu_split_t_10") == \
+        "compiled elementwise (Triton)"
 
 
 def test_ceiling_is_the_highest_measured_rate():
