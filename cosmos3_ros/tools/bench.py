@@ -450,10 +450,12 @@ def measure_small_gpu(device: Any, tokenizer_dir: Path, request: Any, generation
 
             held = storage_bytes(generator.transformer)
             same = float(generator.transformer.embed_tokens.weight.float().sum()) == bf16_embedding_sum
+            free, capacity = torch.cuda.mem_get_info(device)  # what the card lends out: + CUDA context, cuBLAS
         result = {
             "cap_gib": cap_gib, "p50_ms": measured["p50_ms"], "p90_ms": measured["p90_ms"],
             "peak_mem_gib": measured["peak_mem_gib"], "peak_reserved_gib": measured["peak_reserved_gib"],
             "build_peak_mem_gib": build_peak, "build_ms": build_ms, "warmup_ms": measured["warmup_ms"],
+            "device_used_gib": (capacity - free) / 2**30,
             "transformer_gib_by_dtype": {k: v / 2**30 for k, v in held.items()},
             "action_drift_rel": _relative_error(actions, bf16_actions),
             "action_drift_max_abs": float((actions - bf16_actions).abs().max()),
