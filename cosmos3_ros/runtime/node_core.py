@@ -242,9 +242,9 @@ def load_action_model(values: Mapping[str, Any]) -> ActionModel:
 
     predictor = ActionPredictor.load(
         values["checkpoint"], values["profile"], device=values["device"], overrides=profile_overrides(values),
-        decode_rollout=values["publish_rollout"],
+        decode_rollout=values["publish_rollout"], devices=values["devices"] or None, weights=values["weights"],
     )
-    if str(values["device"]).startswith("cuda"):
+    if str(values["devices"] or values["device"]).startswith("cuda"):
         # compile the layers and capture the CUDA graphs before the first real observation arrives
         log.info("warming up the engine (layer compilation and CUDA-graph capture take about 20 s)")
         elapsed = predictor.warm_up()

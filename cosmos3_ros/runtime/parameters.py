@@ -130,6 +130,10 @@ PARAMETER_SPEC: tuple[ParameterSpec, ...] = (
     ParameterSpec("binarize_gripper", "bool", False, "Threshold gripper columns at 0.5 in the output.", "model"),
     ParameterSpec("device", "string", "cuda", "Torch device for the model (cuda, cuda:1, cpu).", "model",
                   non_empty=True),
+    ParameterSpec("devices", "string", "", "Two GPUs, one per CFG branch (e.g. cuda:0,cuda:1); empty = 'device'.",
+                  "model"),
+    ParameterSpec("weights", "string", "bf16", "Transformer weight storage: bf16, or fp8 (fits a 24 GB GPU).",
+                  "model", choices=("bf16", "fp8")),
     ParameterSpec("guidance", "double", -1.0, "Classifier-free guidance scale; -1 = the profile's (released: 3).",
                   "model", runtime=True, range=(-1.0, limits.MAX_GUIDANCE)),
     # --- action statistics (base-model domains) ---
