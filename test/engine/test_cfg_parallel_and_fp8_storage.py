@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DROID_STATE
+from cosmos_test_inputs import DROID_STATE
 
 from cosmos3_ros.engine.cfg_parallel import parse_devices, replicate
 from cosmos3_ros.engine.fp8 import Fp8Linear, storage_bytes
