@@ -67,6 +67,15 @@ def test_replica_is_a_separate_copy_that_keeps_fused_views(tiny_checkpoint, droi
     assert replica_bytes == original_bytes
 
 
+def test_devices_setting_loads_a_replica_for_the_second_branch(tiny_checkpoint):
+    predictor = ActionPredictor.load(tiny_checkpoint, "released_droid_policy", devices="cpu,cpu")
+    generator = predictor.generator
+    assert generator.device == torch.device("cpu") and generator.cfg_device == torch.device("cpu")
+    assert generator._cfg_replica is not None
+    first = next(generator._cfg_replica.parameters())
+    assert first.data_ptr() != next(generator.transformer.parameters()).data_ptr()
+
+
 def test_parse_devices():
     assert parse_devices("cuda:0, cuda:1") == [torch.device("cuda:0"), torch.device("cuda:1")]
     assert parse_devices("cpu") == [torch.device("cpu")]
