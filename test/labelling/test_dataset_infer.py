@@ -220,8 +220,10 @@ def test_two_worker_processes_survive_one_dying_and_journal_each_chunk_once(tiny
     assert stats["workers"] == 2
     parallel, inline = _actions(tmp_path / "out"), _actions(v30_run)
     assert parallel.keys() == inline.keys()
-    for key in inline:  # a worker uses 1 thread, this process 2: float sums may be ordered differently
-        np.testing.assert_allclose(parallel[key], inline[key], rtol=0, atol=1e-5)
+    # A worker uses 1 thread, this process 2: the CPU kernels sum in another order, and the fp32 rounding
+    # difference (~1e-7 relative) grows through the random tiny model to ~2e-5 on actions of order 1.
+    for key in inline:
+        np.testing.assert_allclose(parallel[key], inline[key], rtol=0, atol=1e-4)
 
 
 def test_ray_actors_survive_one_dying_and_journal_each_chunk_once(tiny_checkpoint, datasets, v30_run, tmp_path,
@@ -266,7 +268,7 @@ def test_ray_actors_survive_one_dying_and_journal_each_chunk_once(tiny_checkpoin
     assert len(keys) == len(set(keys)) == 5
     assert json.loads((tmp_path / "out" / "actions.json").read_text())["complete"]
     for key, value in _actions(v30_run).items():  # actors use 1 thread: see the process test
-        np.testing.assert_allclose(_actions(tmp_path / "out")[key], value, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(_actions(tmp_path / "out")[key], value, rtol=0, atol=1e-4)
 
 
 # ----- bad input: exit 2, one line ------------------------------------------------------------------------------
