@@ -324,3 +324,13 @@ def test_a_checkpoint_that_does_not_load_in_the_workers_stops_at_once(tiny_check
     assert code == 2 and len(errors) == 1 and "model load failed" in errors[0], err
     assert err.count("model load failed") == 1  # not retried: a second load would fail the same way
     assert not (tmp_path / "out").exists()  # nothing was labelled: no journal to --resume, no folder
+
+
+def test_v20_reads_like_v21_and_other_versions_are_refused_by_name(datasets, tmp_path):
+    copy = shutil.copytree(datasets["v2.1"], tmp_path / "v20")
+    info = json.loads((copy / "meta" / "info.json").read_text())
+    (copy / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v2.0"}))
+    assert sorted(LeRobotDataset.open(copy).episodes) == [0, 1, 2]
+    (copy / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v1.6"}))
+    with pytest.raises(Exception, match="codebase_version 'v1.6'; expected one of"):
+        LeRobotDataset.open(copy)
