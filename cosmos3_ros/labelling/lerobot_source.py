@@ -109,7 +109,8 @@ class LeRobotDataset:
         if not root.is_dir():
             raise InputError(f"dataset {str(root)!r} is not a folder")
         if not info_path.is_file():
-            raise InputError(f"dataset {str(root)!r} has no meta/info.json; expected a LeRobot v2.0, v2.1 or v3.0 folder")
+            raise InputError(f"dataset {str(root)!r} has no meta/info.json; expected a LeRobot v2.0, v2.1 or v3.0 "
+                             f"folder")
         try:
             info = json.loads(info_path.read_text())
             version = str(info["codebase_version"])

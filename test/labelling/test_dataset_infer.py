@@ -332,5 +332,5 @@ def test_v20_reads_like_v21_and_other_versions_are_refused_by_name(datasets, tmp
     (copy / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v2.0"}))
     assert sorted(LeRobotDataset.open(copy).episodes) == [0, 1, 2]
     (copy / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v1.6"}))
-    with pytest.raises(Exception, match="codebase_version 'v1.6'; expected one of"):
+    with pytest.raises(Exception, match=r"codebase_version 'v1\.6'; expected one of"):
         LeRobotDataset.open(copy)
