@@ -106,16 +106,16 @@ class ProcessBackend:
         self.tasks: dict[int, Any] = {}
         self.device_of: dict[int, str] = {}
         self.next_id = 0
-        cpu_workers = sum(1 for d in self.devices if d == "cpu")
-        self.threads = max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else 0
+        # The cores are shared out: a CPU worker computes with them, a GPU worker prepares its frames with them;
+        # N workers each using every core would only fight over them.
+        self.threads = max(1, (os.cpu_count() or 1) // max(1, len(self.devices)))
 
     def _spawn(self, device: str) -> int:
         worker = self.next_id
         self.next_id += 1
         tasks = self.context.Queue()
         proc = self.context.Process(target=_process_main, name=f"cosmos3-label-{worker}", daemon=True,
-                                    args=(self.job, device, self.threads if device == "cpu" else 0, worker, tasks,
-                                          self.results))
+                                    args=(self.job, device, self.threads, worker, tasks, self.results))
         proc.start()
         self.procs[worker], self.tasks[worker], self.device_of[worker] = proc, tasks, device
         return worker
