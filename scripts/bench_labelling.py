@@ -33,6 +33,9 @@ from cosmos3_ros.labelling.synthetic_dataset import write_lerobot_dataset
 class RandomFullSizeJob(DatasetJob):
     """The labelling job with a random full-size Nano model instead of a checkpoint (warmed up at load)."""
 
+    def check(self) -> None:
+        """No checkpoint to read: the weights are random."""
+
     def load(self, device: str) -> Any:
         """Build the random model on ``device`` and warm it up."""
         import torch

@@ -90,6 +90,12 @@ class DatasetJob:
 
     # ----- the model --------------------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Read the checkpoint's configuration (cheap) here, before workers spend minutes loading it."""
+        from ..engine.checkpoint import CheckpointInfo
+
+        CheckpointInfo.read(self.checkpoint)
+
     def load(self, device: str) -> Any:
         """The predictor of one worker, checked against the plan's chunk / fps / state use."""
         from ..processing.predictor import ActionPredictor
@@ -449,8 +455,10 @@ def label_dataset(args: argparse.Namespace, overrides: dict[str, Any], stage: St
     job = resolve_job(args, overrides, dataset, stage)
     if job_class is not DatasetJob:
         job = job_class(**{f: getattr(job, f) for f in DatasetJob.__dataclass_fields__})
+    job.check()
     episodes = parse_episodes(args.episodes, list(dataset.episodes))
     devices = devices_for(args.device, args.workers)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal.open(out, journal_settings(args, job, episodes), resume=args.resume,
                            journal_format=JOURNAL_FORMAT)
@@ -469,6 +477,15 @@ def label_dataset(args: argparse.Namespace, overrides: dict[str, Any], stage: St
         journal.close()
         stage(f"interrupted: writing outputs from the {len(journal.records)} finished chunks")
         write_outputs(args, job, dataset, episodes, journal, stage)
+        raise
+    except Exception:
+        journal.close()
+        if not (args.resume or journal.records or journal.failures or journal.episodes):
+            # Failed before anything was labelled (e.g. the model does not load): leave nothing behind, so the
+            # next run needs no --resume.
+            journal.path.unlink(missing_ok=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
         raise
     finally:
         journal.close()
@@ -535,6 +552,8 @@ def run_episodes(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotData
                     windows_run += labelled
                     windows_steady += labelled if all_ready is not None else 0
                 elif kind == "dead":
+                    if event[3:] == ("load",):  # a checkpoint that does not load will not load on a retry
+                        raise InputError(event[2])
                     lost = running.pop(worker, None)
                     if worker in workers:
                         workers.remove(worker)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InputError
 
-VERSIONS = ("v2.1", "v3.0")
+VERSIONS = ("v2.0", "v2.1", "v3.0")  # v2.0 has v2.1's layout (v2.1 changed the statistics file)
 INSTALL_HINT = "pip install 'cosmos3_ros[labelling]'"
 
 
@@ -82,7 +82,7 @@ class EpisodeData:
 
 
 class LeRobotDataset:
-    """A LeRobot dataset folder (``meta/info.json`` with ``codebase_version`` v2.1 or v3.0)."""
+    """A LeRobot dataset folder (``meta/info.json`` with ``codebase_version`` v2.0, v2.1 or v3.0)."""
 
     def __init__(self, root: Path, info: dict[str, Any], episodes: dict[int, EpisodeInfo],
                  tasks: dict[int, str]) -> None:
@@ -109,7 +109,8 @@ class LeRobotDataset:
         if not root.is_dir():
             raise InputError(f"dataset {str(root)!r} is not a folder")
         if not info_path.is_file():
-            raise InputError(f"dataset {str(root)!r} has no meta/info.json; expected a LeRobot v2.1 or v3.0 folder")
+            raise InputError(f"dataset {str(root)!r} has no meta/info.json; expected a LeRobot v2.0, v2.1 or v3.0 "
+                             f"folder")
         try:
             info = json.loads(info_path.read_text())
             version = str(info["codebase_version"])
@@ -120,7 +121,7 @@ class LeRobotDataset:
             raise InputError(f"dataset {str(root)!r}: codebase_version {version!r}; expected one of {list(VERSIONS)}")
         if not fps > 0:
             raise InputError(f"dataset {str(root)!r}: fps {fps}; expected > 0")
-        reader = _read_v21 if version == "v2.1" else _read_v30
+        reader = _read_v21 if version.startswith("v2.") else _read_v30
         try:
             episodes, tasks = reader(root, info)
         except InputError:

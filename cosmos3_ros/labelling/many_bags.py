@@ -123,6 +123,9 @@ def label_many_bags(args: argparse.Namespace, overrides: dict[str, Any], bags: S
         raise InputError(f"--out {args.out!r} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     devices = devices_for(args.device, args.workers)
+    from ..engine.checkpoint import CheckpointInfo
+
+    CheckpointInfo.read(args.checkpoint)  # cheap: a bad checkpoint fails here, not in every worker
     job = BagJob(args, overrides)
     backend: Any
     if args.ray:
@@ -153,6 +156,8 @@ def label_many_bags(args: argparse.Namespace, overrides: dict[str, Any], bags: S
                              else f"failed: {item['reason']}")
                     stage(f"bag {len(results)}/{len(bags)}: {item['bag']}: {state}")
                 elif kind == "dead":
+                    if event[3:] == ("load",):  # a checkpoint that does not load will not load on a retry
+                        raise InputError(event[2])
                     lost = running.pop(worker, None)
                     workers.remove(worker) if worker in workers else None
                     stage(event[2] + (f"; bag {lost.bag} goes back to the queue" if lost else ""))

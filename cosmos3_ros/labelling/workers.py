@@ -7,6 +7,7 @@ Every backend has the same small interface for the scheduler in ``dataset_labell
 * ``poll(timeout)`` -> events ``("item", worker, json)`` (a chunk, a window failure, an episode done),
   ``("idle", worker)`` (ready for the next task), ``("dead", worker, reason)`` (its task must be given to
   another worker; the journal drops items it already has, so outputs stay exactly-once);
+  A model that fails to load is reported ``("dead", worker, reason, "load")``: not worth a retry.
 * ``replace(worker)`` -> a new worker id in place of a dead one; ``close()``.
 
 Workers get a picklable ``job`` with ``label(predictor, task) -> Iterator[json dict]`` and ``load(device)``.
@@ -79,7 +80,7 @@ def _process_main(job: Any, device: str, threads: int, worker: int, tasks: Any, 
     try:
         predictor = job.load(device)
     except BaseException as exc:
-        results.put(("dead", worker, f"worker {worker} on {device}: model load failed: {exc}"))
+        results.put(("dead", worker, f"worker {worker} on {device}: model load failed: {exc}", "load"))
         return
     results.put(("idle", worker))
     while True:
@@ -105,16 +106,16 @@ class ProcessBackend:
         self.tasks: dict[int, Any] = {}
         self.device_of: dict[int, str] = {}
         self.next_id = 0
-        cpu_workers = sum(1 for d in self.devices if d == "cpu")
-        self.threads = max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else 0
+        # The cores are shared out: a CPU worker computes with them, a GPU worker prepares its frames with them;
+        # N workers each using every core would only fight over them.
+        self.threads = max(1, (os.cpu_count() or 1) // max(1, len(self.devices)))
 
     def _spawn(self, device: str) -> int:
         worker = self.next_id
         self.next_id += 1
         tasks = self.context.Queue()
         proc = self.context.Process(target=_process_main, name=f"cosmos3-label-{worker}", daemon=True,
-                                    args=(self.job, device, self.threads if device == "cpu" else 0, worker, tasks,
-                                          self.results))
+                                    args=(self.job, device, self.threads, worker, tasks, self.results))
         proc.start()
         self.procs[worker], self.tasks[worker], self.device_of[worker] = proc, tasks, device
         return worker
@@ -226,7 +227,11 @@ class RayBackend:
                 result = self.ray.get(ref)
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError) as exc:
                 self.actors.pop(worker, None)
-                events.append(("dead", worker, f"ray actor {worker} died ({type(exc).__name__})"))
+                if call == "ready":  # died while loading its model (its __init__ raised, or it could not start)
+                    cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                    events.append(("dead", worker, f"ray actor {worker}: model load failed: {cause}", "load"))
+                else:
+                    events.append(("dead", worker, f"ray actor {worker} died ({type(exc).__name__})"))
                 continue
             if call == "label":
                 events.extend(("item", worker, item) for item in result)

@@ -8,6 +8,7 @@ tiny checkpoint with ``--chunk 4 --resolution-tier 256 --steps 1`` (five frames 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -220,8 +221,10 @@ def test_two_worker_processes_survive_one_dying_and_journal_each_chunk_once(tiny
     assert stats["workers"] == 2
     parallel, inline = _actions(tmp_path / "out"), _actions(v30_run)
     assert parallel.keys() == inline.keys()
-    for key in inline:  # a worker uses 1 thread, this process 2: float sums may be ordered differently
-        np.testing.assert_allclose(parallel[key], inline[key], rtol=0, atol=1e-5)
+    # A worker uses 1 thread, this process 2: the CPU kernels sum in another order, and the fp32 rounding
+    # difference (~1e-7 relative) grows through the random tiny model to ~2e-5 on actions of order 1.
+    for key in inline:
+        np.testing.assert_allclose(parallel[key], inline[key], rtol=0, atol=1e-4)
 
 
 def test_ray_actors_survive_one_dying_and_journal_each_chunk_once(tiny_checkpoint, datasets, v30_run, tmp_path,
@@ -266,7 +269,7 @@ def test_ray_actors_survive_one_dying_and_journal_each_chunk_once(tiny_checkpoin
     assert len(keys) == len(set(keys)) == 5
     assert json.loads((tmp_path / "out" / "actions.json").read_text())["complete"]
     for key, value in _actions(v30_run).items():  # actors use 1 thread: see the process test
-        np.testing.assert_allclose(_actions(tmp_path / "out")[key], value, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(_actions(tmp_path / "out")[key], value, rtol=0, atol=1e-4)
 
 
 # ----- bad input: exit 2, one line ------------------------------------------------------------------------------
@@ -278,6 +281,7 @@ def test_ray_actors_survive_one_dying_and_journal_each_chunk_once(tiny_checkpoin
     (["--episodes", "7"], "episode 7 is not in the dataset"),
     (["--state-key", "observation.nope"], "observation.nope"),
     (["--workers", "2", "--device", "cuda:3"], "--workers 2"),
+    (["--workers", "2", "--checkpoint", "/no/such_checkpoint"], "such_checkpoint"),  # before any worker starts
 ])
 def test_bad_flags_exit_2_with_one_line(tiny_checkpoint, datasets, tmp_path, capsys, extra, needle):
     code, err = _run(_argv(datasets["v3.0"], tiny_checkpoint, tmp_path / "out", *extra), capsys)
@@ -308,3 +312,25 @@ def test_batches_go_to_predict_batch_within_an_episode(tiny_checkpoint, datasets
     assert sizes == [2, 2]  # episodes of 2, 1 and 2 windows: never a batch across episodes
     batched, single = _actions(tmp_path), _actions(v30_run)
     assert batched.keys() == single.keys() and all(np.array_equal(batched[k], single[k]) for k in single)
+
+
+def test_a_checkpoint_that_does_not_load_in_the_workers_stops_at_once(tiny_checkpoint, datasets, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    shard = sorted((broken / "transformer").glob("*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:100])  # the configuration reads fine; the weights do not
+    code, err = _run(_argv(datasets["v3.0"], broken, tmp_path / "out", "--workers", "2"), capsys)
+    errors = [line for line in err.splitlines() if line.startswith("cosmos3-ros: error:")]
+    assert code == 2 and len(errors) == 1 and "model load failed" in errors[0], err
+    assert err.count("model load failed") == 1  # not retried: a second load would fail the same way
+    assert not (tmp_path / "out").exists()  # nothing was labelled: no journal to --resume, no folder
+
+
+def test_v20_reads_like_v21_and_other_versions_are_refused_by_name(datasets, tmp_path):
+    copy = shutil.copytree(datasets["v2.1"], tmp_path / "v20")
+    info = json.loads((copy / "meta" / "info.json").read_text())
+    (copy / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v2.0"}))
+    assert sorted(LeRobotDataset.open(copy).episodes) == [0, 1, 2]
+    (copy / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v1.6"}))
+    with pytest.raises(Exception, match=r"codebase_version 'v1\.6'; expected one of"):
+        LeRobotDataset.open(copy)
