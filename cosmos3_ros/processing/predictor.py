@@ -125,7 +125,8 @@ class ActionPredictor:
     def load(cls, checkpoint: str | Path, profile: Profile | str = "released_droid_policy", *,
              device: str = "cpu", dtype: torch.dtype | None = None, overrides: dict[str, Any] | None = None,
              decode_rollout: bool = False, evaluator: str = "cached", text_cache_size: int = 8,
-             compile_layers: bool = True, cuda_graphs: bool = True) -> ActionPredictor:
+             compile_layers: bool = True, cuda_graphs: bool = True, devices: str | None = None,
+             weights: str = "bf16") -> ActionPredictor:
         """Load a checkpoint folder and resolve the profile against it.
 
         ``compile_layers`` / ``cuda_graphs`` (CUDA only) trade a ~20 s first request for the fastest steady
@@ -138,7 +139,7 @@ class ActionPredictor:
         tokenizer = PromptTokenizer.from_folder(Path(checkpoint) / "text_tokenizer")
         generator = ActionGenerator.load(checkpoint, device=device, dtype=dtype, with_decoder=decode_rollout,
                                          text_cache_size=text_cache_size, compile_layers=compile_layers,
-                                         cuda_graphs=cuda_graphs)
+                                         cuda_graphs=cuda_graphs, devices=devices, weights=weights)
         check_against_checkpoint(resolved, generator)
         return cls(generator, tokenizer, resolved, decode_rollout=decode_rollout, evaluator=evaluator)
 
@@ -264,6 +265,15 @@ class ActionPredictor:
             clean_rows.extend(range(offset, rows))
         elif request.actions is not None:
             raise InputError(f"actions are only taken in forward_dynamics, not in {mode}")
+        if request.action_prefix is not None:
+            if mode != "policy":
+                raise InputError(f"action_prefix is only taken in policy mode, not in {mode}")
+            prefix = act.as_action_array(request.action_prefix, profile.raw_action_dim, "action_prefix")
+            if prefix.shape[0] >= profile.chunk:
+                raise InputError(f"action_prefix: {prefix.shape[0]} rows; expected fewer than the chunk "
+                                 f"({profile.chunk}) so that some rows are generated")
+            clean_actions[offset:offset + prefix.shape[0]] = act.to_model_space(prefix, **to_model)
+            clean_rows.extend(range(offset, offset + prefix.shape[0]))
         seed = profile.seed if request.seed is None else int(request.seed)
         decode = self.decode_rollout if request.decode_rollout is None else bool(request.decode_rollout)
         gen = GenerationRequest(

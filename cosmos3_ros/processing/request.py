@@ -33,6 +33,10 @@ class ActionRequest:
             For the released profile each frame may itself be a camera dict as in ``cameras``.
         state: robot state for profiles with a state row: ``[q1..q7 (rad), gripper (0 open .. 1 closed)]``.
         actions: known actions for ``forward_dynamics``, ``[T, raw_action_dim]`` in physical units.
+        action_prefix: ``policy`` only: ``[P, raw_action_dim]`` physical actions for the first P chunk rows
+            (e.g. those that execute while the model runs), given to the model as clean action rows the way
+            forward dynamics gives all of them; the prediction returns them (up to float rounding) and
+            generates the rest. P < chunk.
         seed: noise seed; None = the profile's seed.
         decode_rollout: decode the rollout video; None = the predictor's default.
 
@@ -45,6 +49,7 @@ class ActionRequest:
     video: list[ImageLike] | None = None
     state: Any | None = None
     actions: Any | None = None
+    action_prefix: Any | None = None
     seed: int | None = None
     decode_rollout: bool | None = None
 

@@ -66,6 +66,42 @@ GRIPPER_DIMENSION = "gripper"
 _LOG_THROTTLE_S = 5.0
 
 
+class ExecutionHooks(Protocol):
+    """What the node core asks of a closed-loop execution layer (``cosmos3_ros.execution.node_execution``).
+
+    The core stays unaware of how chunks are executed: it asks whether to take a snapshot now, lets the layer
+    plan the request (state / prefix rows) and hands it every prediction of a planned snapshot.
+    """
+
+    def wants_snapshot(self, now: float) -> bool:
+        """Whether an observation should be captured now."""
+        ...
+
+    def plan(self, now: float, snapshot: Snapshot) -> Any:
+        """Plan the request for ``snapshot`` (stored in ``Snapshot.plan``)."""
+        ...
+
+    def adjust_request(self, request: ActionRequest, plan: Any) -> None:
+        """Change the request as planned (state row, action prefix)."""
+        ...
+
+    def on_prediction(self, plan: Any, actions: np.ndarray) -> None:
+        """A chunk ``[chunk, raw_action_dim]`` for a planned snapshot (worker thread)."""
+        ...
+
+    def on_failure(self, plan: Any) -> None:
+        """The request of a planned snapshot failed (worker thread)."""
+        ...
+
+    def on_skip(self, now: float, reason: str) -> None:
+        """A wanted snapshot could not be taken (``stale``, ``incomplete``, ...)."""
+        ...
+
+    def on_shutdown(self) -> None:
+        """The node is stopping."""
+        ...
+
+
 class ActionModel(Protocol):
     """What the node needs from ``processing.predictor.ActionPredictor``."""
 
@@ -123,6 +159,7 @@ class Snapshot:
     known_actions: np.ndarray | None
     age_s: float
     build_s: float
+    plan: Any = None
 
 
 def camera_message_type(topic: str) -> str:
@@ -205,9 +242,9 @@ def load_action_model(values: Mapping[str, Any]) -> ActionModel:
 
     predictor = ActionPredictor.load(
         values["checkpoint"], values["profile"], device=values["device"], overrides=profile_overrides(values),
-        decode_rollout=values["publish_rollout"],
+        decode_rollout=values["publish_rollout"], devices=values["devices"] or None, weights=values["weights"],
     )
-    if str(values["device"]).startswith("cuda"):
+    if str(values["devices"] or values["device"]).startswith("cuda"):
         # compile the layers and capture the CUDA graphs before the first real observation arrives
         log.info("warming up the engine (layer compilation and CUDA-graph capture take about 20 s)")
         elapsed = predictor.warm_up()
@@ -229,6 +266,9 @@ class PolicyNodeCore:
         set_timer_period: called with the new period when ``inference_rate`` changes at runtime.
         diagnostic_name / hardware_id: the DiagnosticStatus ``name`` / ``hardware_id``.
         start_worker: start the inference thread now (tests may start it later).
+        execution: the closed-loop execution layer; it schedules snapshots and publishes commands when
+            ``execution_mode`` is ``streaming`` and commands are allowed (``dry_run`` off, policy mode, joint
+            positions). None = one JointTrajectory per chunk.
 
     """
 
@@ -244,6 +284,7 @@ class PolicyNodeCore:
         diagnostic_name: str = "cosmos3_ros: policy_node",
         hardware_id: str = "",
         start_worker: bool = True,
+        execution: ExecutionHooks | None = None,
     ) -> None:
         self.params = resolve_parameters(parameters)
         self._model = model
@@ -256,6 +297,7 @@ class PolicyNodeCore:
         self._hardware_id = hardware_id or self.params["device"]
         self._lock = threading.Lock()
         self._log_times: dict[str, float] = {}
+        self.execution = execution
 
         profile = model.profile
         p = self.params
@@ -312,6 +354,7 @@ class PolicyNodeCore:
         self._tick = 0
         self._sequence = 0
         self._last_submitted_ns: int | None = None
+        self._last_tick_clock_s: float | None = None
         self._known_actions_file: np.ndarray | None = None
         self._known_actions_topic: tuple[int, np.ndarray] | None = None
         if self.mode == "forward_dynamics" and p["actions_file"]:
@@ -325,10 +368,19 @@ class PolicyNodeCore:
         if len(self.cameras) > 1:
             self._decode_pool = ThreadPoolExecutor(len(self.cameras), thread_name_prefix="cosmos3-decode")
         self.worker: InferenceWorker[Snapshot] = InferenceWorker(self._process, self._on_job_error)
+        # Encoding the rollout mp4 takes longer than the model on a CPU: a thread of its own keeps it off the
+        # inference thread (the next snapshot does not wait for it) and out of the ROS overhead figure.
+        # Latest wins, as for snapshots: a video not started when a newer rollout arrives is skipped.
+        self._rollout_writer: InferenceWorker[tuple[int, np.ndarray, float]] | None = None
+        if p["publish_rollout"]:
+            self._rollout_writer = InferenceWorker(self._write_rollout, self._on_rollout_error,
+                                                   name="cosmos3-rollout-mp4")
         self.subscriptions = self._subscription_specs()
         self.publications = self._publication_specs()
         if start_worker:
             self.worker.start()
+            if self._rollout_writer is not None:
+                self._rollout_writer.start()
 
     # ----- wiring ------------------------------------------------------------------------------------------
 
@@ -343,9 +395,33 @@ class PolicyNodeCore:
         return self._model.profile
 
     @property
+    def streaming(self) -> bool:
+        """Whether the execution layer schedules snapshots and commands the arm now."""
+        allowed, _ = trajectory_allowed(dry_run=self.dry_run, mode=self.mode, joint_space=self.joint_space)
+        return allowed and self.execution is not None and self.params["execution_mode"] == "streaming"
+
+    @property
     def timer_period_s(self) -> float:
-        """Snapshot timer period (1 / inference_rate)."""
-        return 1.0 / self.params["inference_rate"]
+        """Snapshot timer period: 1 / execution_rate while streaming (the layer decides when), else
+        1 / inference_rate.
+        """
+        rate = self.params["execution_rate"] if self.streaming else self.params["inference_rate"]
+        return 1.0 / rate
+
+    def latest_state(self) -> np.ndarray | None:
+        """Newest buffered ``[q..., gripper]`` (None before the first joint state)."""
+        if not self.uses_state:
+            return None
+        joints = self.buffer.latest("joint_state")
+        if joints is None:
+            return None
+        items: dict[str, Stamped] = {"joint_state": joints}
+        if self.separate_gripper_topic:
+            gripper = self.buffer.latest("gripper")
+            if gripper is None:
+                return None
+            items["gripper"] = gripper
+        return self._state_vector(items)
 
     def _subscription_specs(self) -> list[SubscriptionSpec]:
         p = self.params
@@ -399,7 +475,10 @@ class PolicyNodeCore:
         """Buffer one camera frame (``Image`` or ``CompressedImage``); decoding happens on the worker."""
         now = self._clock()
         self.diagnostics.on_input(camera, now)
-        self.buffer.add(camera, stamp_to_ns(msg.header.stamp), msg, now)
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self._ahead_of_clock(camera, stamp_ns, now, self.camera_topics[camera]):
+            return
+        self.buffer.add(camera, stamp_ns, msg, now)
 
     def on_joint_state(self, msg: Any) -> None:
         """Buffer the arm joints (and the gripper, when it is on the same topic); count and drop bad ones."""
@@ -414,7 +493,10 @@ class PolicyNodeCore:
         except InputError as exc:
             self._input_error("joint_state", exc)
             return
-        self.buffer.add("joint_state", stamp_to_ns(msg.header.stamp), (q, gripper), now)
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self._ahead_of_clock("joint_state", stamp_ns, now, topic):
+            return
+        self.buffer.add("joint_state", stamp_ns, (q, gripper), now)
 
     def on_gripper_state(self, msg: Any) -> None:
         """Buffer the gripper closure from its own JointState topic."""
@@ -425,7 +507,26 @@ class PolicyNodeCore:
         except InputError as exc:
             self._input_error("gripper", exc)
             return
-        self.buffer.add("gripper", stamp_to_ns(msg.header.stamp), gripper, now)
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self._ahead_of_clock("gripper", stamp_ns, now, self.params["gripper_joint_state_topic"]):
+            return
+        self.buffer.add("gripper", stamp_ns, gripper, now)
+
+    def _ahead_of_clock(self, source: str, stamp_ns: int, now_s: float, topic: str) -> bool:
+        """Drop (and count) an input stamped more than ``max_future_stamp`` ahead of the node clock.
+
+        Kept, it would stay the newest stamp of its buffer until the clock caught up (an hour, for a camera
+        whose clock is an hour off), so no later snapshot could synchronise with it.
+        """
+        ahead_s = stamp_ns / 1e9 - now_s
+        limit = self.params["max_future_stamp"]
+        if ahead_s <= limit:
+            return False
+        self.diagnostics.count("future_stamps_dropped")
+        self._input_error(f"future-{source}", InputError(
+            f"{source} on {topic!r}: header stamp {stamp_ns / 1e9:.3f} s is {ahead_s:.3f} s ahead of the node "
+            f"clock ({now_s:.3f} s); expected at most max_future_stamp={limit} s ahead; dropped"))
+        return True
 
     def _read_gripper(self, msg: Any, topic: str) -> float:
         p = self.params
@@ -486,17 +587,48 @@ class PolicyNodeCore:
         """Take a snapshot and hand it to the worker; returns ``submitted`` or the skip reason."""
         start = time.perf_counter()
         now = self._clock()
+        streaming = self.streaming
+        if streaming and self.execution is not None and not self.execution.wants_snapshot(now):
+            return "not_scheduled"
         self._tick += 1
+        if self._clock_went_back(now):
+            return "clock_jumped_back"
         reason, detail, snapshot = self._snapshot(now, start)
         if snapshot is None:
             self.diagnostics.skip(reason, detail)
+            if streaming and self.execution is not None:
+                self.execution.on_skip(now, reason)
             return reason
+        if streaming and self.execution is not None:
+            snapshot = dataclasses.replace(snapshot, plan=self.execution.plan(now, snapshot))
         self._last_submitted_ns = snapshot.stamp_ns
         self.diagnostics.count("snapshots_submitted")
         if self.worker.submit(snapshot):
             self.diagnostics.count("snapshots_replaced")
             self.diagnostics.skip("model_busy", "a newer snapshot replaced one the model had not started")
         return "submitted"
+
+    def _clock_went_back(self, now_s: float) -> bool:
+        """On a backward jump of the node clock (a bag looping, /clock restarting), flush and report it.
+
+        The buffers then hold messages stamped after the new time: they would stay the newest of their sources
+        and block every snapshot until the clock caught up. Timer ticks run one at a time, so consecutive
+        readings here only go back when the clock itself does.
+        """
+        last, self._last_tick_clock_s = self._last_tick_clock_s, now_s
+        if last is None or now_s >= last:
+            return False
+        flushed = sum(self.buffer.sizes().values())
+        self.buffer.clear()
+        self.worker.discard_pending()
+        with self._lock:
+            self._known_actions_topic = None
+        self._last_submitted_ns = None
+        self.diagnostics.clock_jumped_back(last - now_s)
+        self.diagnostics.skip("clock_jumped_back", f"node clock went from {last:.3f} s to {now_s:.3f} s")
+        log.warning("node clock jumped back %.3f s (%.3f s -> %.3f s; a bag looping or /clock restarting): "
+                    "flushed %d buffered messages", last - now_s, last, now_s, flushed)
+        return True
 
     def _snapshot(self, now: float, start: float) -> tuple[str, str, Snapshot | None]:
         p = self.params
@@ -603,6 +735,8 @@ class PolicyNodeCore:
                 request.image = observation
         if self.mode == "forward_dynamics":
             request.actions = snapshot.known_actions
+        if snapshot.plan is not None and self.execution is not None:
+            self.execution.adjust_request(request, snapshot.plan)
         return request
 
     def _process(self, snapshot: Snapshot) -> None:
@@ -617,6 +751,8 @@ class PolicyNodeCore:
         self.diagnostics.job_succeeded(model_s, overhead_s, snapshot.age_s)
 
     def _on_job_error(self, snapshot: Snapshot, exc: BaseException) -> None:
+        if snapshot.plan is not None and self.execution is not None:
+            self.execution.on_failure(snapshot.plan)
         kind = "bad input" if isinstance(exc, InputError) else type(exc).__name__
         message = f"snapshot {snapshot.tick} (stamp {snapshot.stamp_ns / 1e9:.3f} s): {kind}: {exc}"
         if isinstance(exc, InputError):
@@ -644,7 +780,12 @@ class PolicyNodeCore:
         self._publish("action_chunk", build_action_chunk(chunk, self._factory))
         self.diagnostics.count("chunks_published")
         allowed, _ = trajectory_allowed(dry_run=self.dry_run, mode=self.mode, joint_space=self.joint_space)
-        if allowed:
+        if snapshot.plan is not None and self.execution is not None:
+            if allowed:
+                self.execution.on_prediction(snapshot.plan, actions)
+            else:
+                self.execution.on_failure(snapshot.plan)
+        elif allowed:
             self._publish_trajectory(snapshot, actions, chunk.dt_s)
         if prediction.rollout is not None and self.params["publish_rollout"]:
             self._publish_rollout(snapshot, prediction)
@@ -667,8 +808,6 @@ class PolicyNodeCore:
         self.diagnostics.count("trajectories_published")
 
     def _publish_rollout(self, snapshot: Snapshot, prediction: ActionPrediction) -> None:
-        from ..processing.video_io import write_mp4
-
         assert prediction.rollout is not None
         for msg in build_rollout_images(
             self._factory, prediction.rollout, first_stamp_ns=snapshot.frame0_ns, dt_s=1.0 / prediction.fps,
@@ -676,9 +815,24 @@ class PolicyNodeCore:
         ):
             self._publish("rollout_image", msg)
             self.diagnostics.count("rollout_frames_published")
-        path = write_mp4(prediction.rollout, self.rollout_path, prediction.fps)
+        if self._rollout_writer is not None and self._rollout_writer.submit(
+                (snapshot.tick, prediction.rollout, prediction.fps)):
+            self.diagnostics.count("rollout_videos_skipped")
+
+    def _write_rollout(self, job: tuple[int, np.ndarray, float]) -> None:
+        """Rollout-writer thread: encode the newest rollout to ``rollout_path``."""
+        from ..processing.video_io import write_mp4
+
+        tick, rollout, fps = job
+        path = write_mp4(rollout, self.rollout_path, fps)
         self.last_rollout_video = str(path)
-        log.info("rollout of snapshot %d written to %s", snapshot.tick, path)
+        self.diagnostics.count("rollout_videos_written")
+        log.info("rollout of snapshot %d written to %s", tick, path)
+
+    def _on_rollout_error(self, job: tuple[int, np.ndarray, float], exc: BaseException) -> None:
+        message = f"rollout video of snapshot {job[0]} to {self.rollout_path}: {type(exc).__name__}: {exc}"
+        self.diagnostics.job_failed(message)
+        log.error("writing the rollout failed: %s", message)
 
     # ----- parameters, services, diagnostics, shutdown ------------------------------------------------------
 
@@ -704,10 +858,11 @@ class PolicyNodeCore:
         except (InputError, ProfileError) as exc:
             self._input_error("parameters", exc)
             return False, str(exc)
-        rate_changed = new_values["inference_rate"] != self.params["inference_rate"]
+        period = self.timer_period_s
         self.params = new_values
         self._model = model
         self.dry_run = new_values["dry_run"]
+        rate_changed = self.timer_period_s != period
         if "task" in changes:
             self.set_task(new_values["task"])
         if rate_changed and self._set_timer_period is not None:
@@ -764,7 +919,9 @@ class PolicyNodeCore:
         info = {
             "mode": self.mode, "profile": self.profile.name, "device": self.params["device"],
             "dry_run": self.dry_run, "paused": self.paused, "task": self.task or "(none)",
-            "model busy": self.worker.busy, "buffered messages": sum(self.buffer.sizes().values()),
+            "model busy": self.worker.busy,
+            "writing rollout video": self._rollout_writer is not None and self._rollout_writer.busy,
+            "buffered messages": sum(self.buffer.sizes().values()),
             "last rollout video": self.last_rollout_video or "none",
         }
         report = self.diagnostics.report(now, info)
@@ -777,10 +934,26 @@ class PolicyNodeCore:
         """Publish the current ``DiagnosticArray`` on ``/diagnostics``."""
         self._publish("diagnostics", self.diagnostics_message())
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no snapshot and no rollout video is pending or being processed; True if idle in time."""
+        deadline = time.monotonic() + timeout
+        idle = self.worker.wait_idle(timeout)
+        if self._rollout_writer is not None:
+            idle = self._rollout_writer.wait_idle(max(0.0, deadline - time.monotonic())) and idle
+        return idle
+
     def shutdown(self, timeout: float = 30.0) -> bool:
-        """Stop the worker (the running job finishes, the pending one is dropped) and join it."""
+        """Stop the worker and the rollout writer (running jobs finish, pending ones are dropped), join both.
+
+        Returns True if both threads ended within ``timeout`` seconds in all.
+        """
+        deadline = time.monotonic() + timeout
         self.paused = True
+        if self.execution is not None and self.streaming:
+            self.execution.on_shutdown()
         joined = self.worker.stop(timeout)
+        if self._rollout_writer is not None:
+            joined = self._rollout_writer.stop(max(0.0, deadline - time.monotonic())) and joined
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=joined)
         return joined

@@ -1,9 +1,10 @@
 """cosmos3-ros: run NVIDIA Cosmos3 action models on files, label bags, benchmark, write test checkpoints.
 
-Sub-commands: run (one request on files), demo (tiny checkpoint + synthetic scene + policy), bag-infer (label a
-recorded bag with action chunks), bench (GPU latency against diffusers and the FLOP floor) and
-make-tiny-checkpoint. Bad input exits with code 2 and one line on stderr; outputs are written only when the run
-succeeded (temporary names in the target folder, checked, then renamed).
+Sub-commands: run (one request on files), demo (tiny checkpoint + synthetic scene + policy), bag-infer (label
+recorded bags with action chunks), dataset-infer (the same for LeRobot datasets), sim-loop (the node driving a
+simulated FR3 in closed loop), bench (GPU latency against diffusers and the FLOP floor) and make-tiny-checkpoint.
+Bad input exits with code 2 and one line on stderr; outputs are written only when the run succeeded (temporary
+names in the target folder, checked, then renamed).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ rollout video are noise - the demo shows every stage runs, not what the model do
       --camera-topic /wrist/image_raw/compressed --camera-topic /ext1/image_raw/compressed \\
       --camera-topic /ext2/image_raw/compressed --joint-topic /joint_states \\
       --task "put the marker in the cup" --out labels/""",
+    "dataset-infer": """example (DROID's LeRobot port, released policy profile; writes the folder droid_labels/):
+  cosmos3-ros dataset-infer ~/data/droid_1.0.1 --checkpoint ~/models/Cosmos3-Nano-Policy-DROID --device cuda \\
+      --camera wrist=observation.images.wrist_left --camera exterior_1=observation.images.exterior_1_left \\
+      --camera exterior_2=observation.images.exterior_2_left \\
+      --state-key observation.state.joint_position,observation.state.gripper_position \\
+      --action-key action.joint_position,action.gripper_position --episodes 0-99 --workers 2 --out droid_labels/""",
+    "sim-loop": """example (scripted stand-in policy, 0.66 s model latency; writes sim_out/loop.json and loop.png):
+  cosmos3-ros sim-loop --policy scripted --model-latency 0.66 --disagreement 0.05 --duration 20 --out sim_out""",
     "bench": """example (on a GPU machine; random full-size weights, no download):
   cosmos3-ros bench --device cuda --requests 20""",
     "make-tiny-checkpoint": """example:
@@ -57,7 +66,7 @@ def _stage(message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from . import bag_infer, bench, demo, run
+    from . import bag_infer, bench, dataset_infer, demo, run, sim_loop
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run.add_arguments(add("run", "run policy / forward / inverse dynamics on files"))
     demo.add_arguments(add("demo", "tiny random checkpoint + synthetic scene -> actions JSON + rollout mp4"))
-    bag_infer.add_arguments(add("bag-infer", "label a recorded bag with inverse-dynamics actions"))
+    bag_infer.add_arguments(add("bag-infer", "label recorded bags with inverse-dynamics actions"))
+    dataset_infer.add_arguments(add("dataset-infer", "label a LeRobot dataset (v2.1 / v3.0) with inverse-dynamics "
+                                                     "actions, on one or many GPUs"))
+    sim_loop.add_arguments(add("sim-loop", "the node driving a simulated FR3 in closed loop -> loop.json + loop.png"))
     bench.add_arguments(add("bench", "GPU latency benchmark against diffusers and the FLOP floor"))
     tiny = add("make-tiny-checkpoint", "write a tiny random checkpoint in the published layout")
     tiny.add_argument("out", help="output folder (must not exist or be empty)")

@@ -68,6 +68,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how model actions map to physical units (default: none, actions are physical)")
     parser.add_argument("--binarize-gripper", action="store_true", help="threshold gripper outputs at 0.5")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
+    parser.add_argument("--devices", help="two GPUs for the two CFG branches, e.g. cuda:0,cuda:1 (overrides --device)")
+    parser.add_argument("--weights", default="bf16", choices=("bf16", "fp8"),
+                        help="fp8: transformer linear weights stored in FP8 (fits a 24 GB GPU)")
     parser.add_argument("--evaluator", default="cached", choices=("cached", "reference"),
                         help="cached text K/V, or the uncached reference loop (slower; same result)")
 
@@ -227,7 +230,8 @@ def run_command(args: argparse.Namespace, stage: Stage) -> int:
     # One request: compiling layers and capturing CUDA graphs would cost far more than they save.
     predictor = ActionPredictor.load(args.checkpoint, args.profile, device=args.device,
                                      overrides=profile_overrides(args), decode_rollout=not args.no_video,
-                                     evaluator=args.evaluator, compile_layers=False, cuda_graphs=False)
+                                     evaluator=args.evaluator, compile_layers=False, cuda_graphs=False,
+                                     devices=args.devices, weights=args.weights)
     profile = predictor.profile
     request = ActionRequest(
         task=args.prompt, mode=args.mode, video=video, state=state, actions=actions,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DROID_STATE
+from cosmos_test_inputs import DROID_STATE
 
 from cosmos3_ros.engine.sampler import NATIVE_SIGMA_MAX, SamplingSettings, native_sigmas, schedule_table
 from cosmos3_ros.errors import InputError, ProfileError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DROID_STATE
+from cosmos_test_inputs import DROID_STATE
 from PIL import Image
 from safetensors.torch import save_file
 
