@@ -162,10 +162,14 @@ class AtomicOutputs:
 
     def commit(self) -> list[Path]:
         """Rename every temporary file to its final name; returns the final paths."""
+        moved: list[Path] = []
         try:
             for tmp, final in self._pending:
                 os.replace(tmp, final)
+                moved.append(final)
         except OSError as exc:
+            for final in moved:  # all or nothing: take back the ones already in place
+                final.unlink(missing_ok=True)
             raise OutputError(f"could not move the outputs into place ({exc.strerror or exc}: {exc.filename!r})"
                               ) from exc
         done = [final for _, final in self._pending]

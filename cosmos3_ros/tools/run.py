@@ -259,8 +259,11 @@ def run_command(args: argparse.Namespace, stage: Stage) -> int:
         if "latents" in paths:
             from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in (prediction.latents or {}).items()},
-                      str(outputs.temporary(paths["latents"])))
+            try:
+                save_file({k: v.contiguous() for k, v in (prediction.latents or {}).items()},
+                          str(outputs.temporary(paths["latents"])))
+            except Exception as exc:  # safetensors reports a failed write as its own error type
+                raise OutputError(f"could not write {str(paths['latents'])!r} ({exc})") from exc
         written = outputs.commit()
     stage("wrote " + ", ".join(str(p) for p in written) + f" ({prediction.timings_ms['total']:.0f} ms)")
     return 0
