@@ -443,6 +443,47 @@ class DiagnosticsListener:
         self._peer.node.destroy_subscription(self._sub)
 
 
+class BagPlayer:
+    """A small ``ros2 bag play --clock`` (no rosbag2 wheel exists): rosbags reads, rclpy publishes.
+
+    Messages go out as their recorded CDR bytes on ``prefix + topic`` when the sim clock (``SimClock``, started
+    at the first log time and running at real speed) reaches their log time; /clock keeps running afterwards.
+    """
+
+    def __init__(self, peer: RosPeer, bag: Path, prefix: str = "") -> None:
+        from rosbags.highlevel import AnyReader
+
+        self._peer = peer
+        with AnyReader([bag]) as reader:
+            self.messages = [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in reader.messages()]
+        self._publishers: dict[str, Any] = {}
+        for topic, msgtype, _, _ in self.messages:
+            if topic not in self._publishers:
+                package, kind, name = msgtype.split("/")
+                msg_class = getattr(importlib.import_module(f"{package}.{kind}"), name)
+                self._publishers[topic] = peer.node.create_publisher(msg_class, prefix + topic, 10)
+        self.clock: SimClock | None = None
+
+    def wait_connected(self, timeout: float = 20.0) -> bool:
+        return wait_for(lambda: all(p.get_subscription_count() for p in self._publishers.values()), timeout)
+
+    def play(self) -> None:
+        """Publish every message at its log time (blocks for the bag's duration)."""
+        # /clock runs for a second before the first message, as ros2 bag play --clock does with a start delay.
+        self.clock = SimClock(self._peer, start_s=self.messages[0][2] / 1e9 - 1.0)
+        for topic, _, log_ns, raw in self.messages:
+            delay = log_ns / 1e9 - self.clock.now_s()
+            if delay > 0:
+                time.sleep(delay)
+            self._publishers[topic].publish(raw)
+
+    def close(self) -> None:
+        if self.clock is not None:
+            self.clock.close()
+        for pub in self._publishers.values():
+            self._peer.node.destroy_publisher(pub)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
