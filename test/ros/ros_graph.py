@@ -7,17 +7,20 @@ Isolation (nothing leaves this machine, nothing is shared with other test sessio
 * every process started here is stopped by its own pid (SIGINT, then SIGKILL of that pid only);
 * Fast DDS shared-memory files the session created under /dev/shm are removed once no process maps them.
 
-Use from a test module::
+Use from a test module (the fixtures are imported by name; there is no conftest.py in test/ros because a
+second ``conftest`` module would shadow test/conftest.py for the modules that import from it)::
 
-    from ros_graph import require_ros
+    from ros_graph import ros_env_fixture, ros_peer_fixture, start_node_fixture  # noqa: F401 (fixtures)
     require_ros()          # skip (outside CI) or fail (CI=true) with the reason, before importing rclpy
-    from ros_graph import NodeProcess, RosPeer, write_params, wait_for
 
-``require_ros`` is the one place that decides: a missing ROS install skips only outside CI.
+``require_ros`` is the one place that decides: a missing ROS install skips only outside CI. ``ros_env`` and
+``ros_peer`` are one per test process (shared by every module, cleaned up at exit); ``start_node`` stops the
+processes a module started when the module ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import importlib
@@ -512,3 +515,66 @@ def ros_session() -> Iterator[dict[str, str]]:
             else:
                 os.environ[key] = value
         lock.close()
+
+
+# -- pytest fixtures (import them by name into a test module) ---------------------------------------------------
+
+_SESSION: dict[str, Any] = {}
+
+
+def _close_session() -> None:
+    peer = _SESSION.pop("peer", None)
+    if peer is not None:
+        peer.close()
+    session = _SESSION.pop("session", None)
+    if session is not None:
+        session.__exit__(None, None, None)
+
+
+def _session_env() -> dict[str, str]:
+    if "env" not in _SESSION:
+        session = ros_session()
+        _SESSION["env"] = session.__enter__()
+        _SESSION["session"] = session
+        atexit.register(_close_session)
+    return _SESSION["env"]
+
+
+@pytest.fixture(name="ros_env")
+def ros_env_fixture() -> dict[str, str]:
+    """The process's isolation variables (claimed domain id, loopback discovery), exported in this process."""
+    return _session_env()
+
+
+@pytest.fixture(name="ros_peer")
+def ros_peer_fixture(ros_env: dict[str, str]) -> RosPeer:
+    """The test's own rclpy node, spun in a background thread; one per test process."""
+    if "peer" not in _SESSION:
+        _SESSION["peer"] = RosPeer()
+    return _SESSION["peer"]
+
+
+@pytest.fixture(name="start_node", scope="module")
+def start_node_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., NodeProcess]]:
+    """Start ``policy_node`` processes: ``start_node(params, name=..., base=..., ros_args=...)``.
+
+    Every process started is stopped (by its pid) when the module ends.
+    """
+    env = _session_env()
+    started: list[NodeProcess] = []
+    folder = tmp_path_factory.mktemp("nodes")
+
+    def start(params: dict[str, Any], *, name: str = "node", base: Path | None = None,
+              ros_args: tuple[str, ...] = ()) -> NodeProcess:
+        index = len(started)
+        kwargs = {} if base is None else {"base": base}
+        params_file = write_params(folder / f"{name}_{index}.yaml", params, **kwargs)
+        process = NodeProcess(params_file, folder / f"{name}_{index}.log", env, ros_args=ros_args)
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()

@@ -15,7 +15,11 @@ import subprocess
 import sys
 
 import pytest
-from ros_graph import REPO, require_ros
+from ros_graph import (
+    REPO,
+    require_ros,
+    ros_env_fixture,  # noqa: F401 (pytest fixtures)
+)
 
 require_ros()
 

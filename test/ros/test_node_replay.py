@@ -14,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_graph import REPO, BagPlayer, droid_params, require_ros, wait_for
+from ros_graph import (  # noqa: F401 (pytest fixtures)
+    REPO,
+    BagPlayer,
+    droid_params,
+    require_ros,
+    ros_env_fixture,
+    ros_peer_fixture,
+    start_node_fixture,
+    wait_for,
+)
 
 require_ros()
 
