@@ -540,13 +540,13 @@ def _session_env() -> dict[str, str]:
     return _SESSION["env"]
 
 
-@pytest.fixture(name="ros_env")
+@pytest.fixture(name="ros_env", scope="session")
 def ros_env_fixture() -> dict[str, str]:
     """The process's isolation variables (claimed domain id, loopback discovery), exported in this process."""
     return _session_env()
 
 
-@pytest.fixture(name="ros_peer")
+@pytest.fixture(name="ros_peer", scope="session")
 def ros_peer_fixture(ros_env: dict[str, str]) -> RosPeer:
     """The test's own rclpy node, spun in a background thread; one per test process."""
     if "peer" not in _SESSION:
