@@ -520,7 +520,8 @@ class PolicyNodeCore:
         """
         ahead_s = stamp_ns / 1e9 - now_s
         limit = self.params["max_future_stamp"]
-        if ahead_s <= limit:
+        # A clock at 0 is sim time before the first /clock message (a player may send data first): no reference.
+        if ahead_s <= limit or now_s <= 0.0:
             return False
         self.diagnostics.count("future_stamps_dropped")
         self._input_error(f"future-{source}", InputError(

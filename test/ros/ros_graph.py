@@ -7,17 +7,20 @@ Isolation (nothing leaves this machine, nothing is shared with other test sessio
 * every process started here is stopped by its own pid (SIGINT, then SIGKILL of that pid only);
 * Fast DDS shared-memory files the session created under /dev/shm are removed once no process maps them.
 
-Use from a test module::
+Use from a test module (the fixtures are imported by name; there is no conftest.py in test/ros because a
+second ``conftest`` module would shadow test/conftest.py for the modules that import from it)::
 
-    from ros_graph import require_ros
+    from ros_graph import ros_env_fixture, ros_peer_fixture, start_node_fixture  # noqa: F401 (fixtures)
     require_ros()          # skip (outside CI) or fail (CI=true) with the reason, before importing rclpy
-    from ros_graph import NodeProcess, RosPeer, write_params, wait_for
 
-``require_ros`` is the one place that decides: a missing ROS install skips only outside CI.
+``require_ros`` is the one place that decides: a missing ROS install skips only outside CI. ``ros_env`` and
+``ros_peer`` are one per test process (shared by every module, cleaned up at exit); ``start_node`` stops the
+processes a module started when the module ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import importlib
@@ -443,6 +446,47 @@ class DiagnosticsListener:
         self._peer.node.destroy_subscription(self._sub)
 
 
+class BagPlayer:
+    """A small ``ros2 bag play --clock`` (no rosbag2 wheel exists): rosbags reads, rclpy publishes.
+
+    Messages go out as their recorded CDR bytes on ``prefix + topic`` when the sim clock (``SimClock``, started
+    at the first log time and running at real speed) reaches their log time; /clock keeps running afterwards.
+    """
+
+    def __init__(self, peer: RosPeer, bag: Path, prefix: str = "") -> None:
+        from rosbags.highlevel import AnyReader
+
+        self._peer = peer
+        with AnyReader([bag]) as reader:
+            self.messages = [(c.topic, c.msgtype, t, bytes(raw)) for c, t, raw in reader.messages()]
+        self._publishers: dict[str, Any] = {}
+        for topic, msgtype, _, _ in self.messages:
+            if topic not in self._publishers:
+                package, kind, name = msgtype.split("/")
+                msg_class = getattr(importlib.import_module(f"{package}.{kind}"), name)
+                self._publishers[topic] = peer.node.create_publisher(msg_class, prefix + topic, 10)
+        self.clock: SimClock | None = None
+
+    def wait_connected(self, timeout: float = 20.0) -> bool:
+        return wait_for(lambda: all(p.get_subscription_count() for p in self._publishers.values()), timeout)
+
+    def play(self) -> None:
+        """Publish every message at its log time (blocks for the bag's duration)."""
+        # /clock runs for a second before the first message, as ros2 bag play --clock does with a start delay.
+        self.clock = SimClock(self._peer, start_s=self.messages[0][2] / 1e9 - 1.0)
+        for topic, _, log_ns, raw in self.messages:
+            delay = log_ns / 1e9 - self.clock.now_s()
+            if delay > 0:
+                time.sleep(delay)
+            self._publishers[topic].publish(raw)
+
+    def close(self) -> None:
+        if self.clock is not None:
+            self.clock.close()
+        for pub in self._publishers.values():
+            self._peer.node.destroy_publisher(pub)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
@@ -471,3 +515,66 @@ def ros_session() -> Iterator[dict[str, str]]:
             else:
                 os.environ[key] = value
         lock.close()
+
+
+# -- pytest fixtures (import them by name into a test module) ---------------------------------------------------
+
+_SESSION: dict[str, Any] = {}
+
+
+def _close_session() -> None:
+    peer = _SESSION.pop("peer", None)
+    if peer is not None:
+        peer.close()
+    session = _SESSION.pop("session", None)
+    if session is not None:
+        session.__exit__(None, None, None)
+
+
+def _session_env() -> dict[str, str]:
+    if "env" not in _SESSION:
+        session = ros_session()
+        _SESSION["env"] = session.__enter__()
+        _SESSION["session"] = session
+        atexit.register(_close_session)
+    return _SESSION["env"]
+
+
+@pytest.fixture(name="ros_env", scope="session")
+def ros_env_fixture() -> dict[str, str]:
+    """The process's isolation variables (claimed domain id, loopback discovery), exported in this process."""
+    return _session_env()
+
+
+@pytest.fixture(name="ros_peer", scope="session")
+def ros_peer_fixture(ros_env: dict[str, str]) -> RosPeer:
+    """The test's own rclpy node, spun in a background thread; one per test process."""
+    if "peer" not in _SESSION:
+        _SESSION["peer"] = RosPeer()
+    return _SESSION["peer"]
+
+
+@pytest.fixture(name="start_node", scope="module")
+def start_node_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., NodeProcess]]:
+    """Start ``policy_node`` processes: ``start_node(params, name=..., base=..., ros_args=...)``.
+
+    Every process started is stopped (by its pid) when the module ends.
+    """
+    env = _session_env()
+    started: list[NodeProcess] = []
+    folder = tmp_path_factory.mktemp("nodes")
+
+    def start(params: dict[str, Any], *, name: str = "node", base: Path | None = None,
+              ros_args: tuple[str, ...] = ()) -> NodeProcess:
+        index = len(started)
+        kwargs = {} if base is None else {"base": base}
+        params_file = write_params(folder / f"{name}_{index}.yaml", params, **kwargs)
+        process = NodeProcess(params_file, folder / f"{name}_{index}.log", env, ros_args=ros_args)
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()

@@ -16,7 +16,17 @@ import time
 
 import numpy as np
 import pytest
-from ros_graph import HOME_Q, DiagnosticsListener, DroidInputs, droid_params, require_ros, wait_for
+from ros_graph import (  # noqa: F401 (pytest fixtures)
+    HOME_Q,
+    DiagnosticsListener,
+    DroidInputs,
+    droid_params,
+    require_ros,
+    ros_env_fixture,
+    ros_peer_fixture,
+    start_node_fixture,
+    wait_for,
+)
 
 require_ros()
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 import signal
 
 import pytest
-from ros_graph import DiagnosticsListener, DroidInputs, SimClock, droid_params, require_ros, wait_for
+from ros_graph import (  # noqa: F401 (pytest fixtures)
+    DiagnosticsListener,
+    DroidInputs,
+    SimClock,
+    droid_params,
+    require_ros,
+    ros_env_fixture,
+    ros_peer_fixture,
+    start_node_fixture,
+    wait_for,
+)
 
 require_ros()
 

@@ -12,7 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from ros_graph import REPO, ros_missing_reason
+from ros_graph import (
+    REPO,
+    ros_env_fixture,  # noqa: F401 (pytest fixtures)
+    ros_missing_reason,
+)
 
 HERE = Path(__file__).resolve().parent
 

@@ -673,3 +673,11 @@ def test_the_clock_standing_still_is_not_a_jump(harness):
     h.tick_and_wait()
     assert h.core.on_timer() == "no_new_observation"
     assert h.core.diagnostics.counts["clock_jumps_backward"] == 0
+
+
+def test_stamps_are_not_judged_before_sim_time_starts(harness):
+    h = harness()
+    h.clock.now = 0.0  # use_sim_time before the first /clock message
+    h.deliver(TOPICS["wrist"], image_msg(IMAGES["wrist"], round(1700000000.0 * 1e9)))
+    assert h.core.buffer.latest("wrist") is not None
+    assert h.core.diagnostics.counts["future_stamps_dropped"] == 0
