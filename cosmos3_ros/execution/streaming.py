@@ -180,13 +180,15 @@ class ChunkExecutor:
         prefix = None
         running = self.active if not self.holding else None
         arm = list(s.arm_columns)
+        # rows earlier than arrival + min_lead are dropped: the first row kept is about obs + latency + lead
+        ahead = steps_covering(latency + s.min_lead_s, s.dt_s)
         if running is not None and "rollforward" in self.options:
-            base = obs_time_s + steps_covering(latency, s.dt_s) * s.dt_s
-            state[arm] = running.sample(base)[0]
+            base = obs_time_s + (ahead - 1) * s.dt_s  # row 0 of the new chunk is the first one kept
+            state[arm] = self.commanded(base)[0]
         elif running is not None and "prefix" in self.options:
-            count = min(steps_covering(latency, s.dt_s), s.max_prefix_steps)
+            count = min(ahead, s.max_prefix_steps)  # every row up to the first one kept
             prefix = np.repeat(state[None, :], count, axis=0)
-            prefix[:, arm] = running_rows(running, obs_time_s, s.dt_s, count)
+            prefix[:, arm] = running_rows(self.commanded, obs_time_s, s.dt_s, count)
             if s.gripper_column is not None and self.gripper is not None and self.gripper.closed is not None:
                 prefix[:, s.gripper_column] = 1.0 if self.gripper.closed else 0.0
         plan = RequestPlan(obs_time_s, base, state, prefix, self.epoch, latency)
