@@ -120,3 +120,18 @@ def test_deadman_holds_when_heartbeats_stop(node):
     hold = trajectory_from_message(out.messages["joint_trajectory"][-1])
     assert len(hold.times_s) == 1
     assert execution.executor.counters["holds_deadman"] == 1
+
+
+def test_stale_observations_when_a_chunk_is_due_hold_the_arm(node):
+    core, execution, clock, out = node
+    execution.on_heartbeat(type("B", (), {"data": True})())
+    observe(core, clock)
+    core.on_timer()
+    assert wait(lambda: out.messages["joint_trajectory"])
+    clock.now += 2.0  # the next capture is due, but the newest frames are 2 s old (max_observation_age 0.5)
+    execution.on_heartbeat(type("B", (), {"data": True})())
+    assert core.on_timer() == "stale"
+    hold = trajectory_from_message(out.messages["joint_trajectory"][-1])
+    assert len(hold.times_s) == 1 and execution.executor.holding == "stale_observation"
+    assert core.on_timer() == "stale"  # held once, not again on every tick
+    assert execution.executor.counters["holds_stale_observation"] == 1
