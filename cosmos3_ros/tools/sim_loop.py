@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the checkpoint policy")
     parser.add_argument("--model-latency", type=float, default=0.66, help="scripted policy latency (s)")
     parser.add_argument("--disagreement", type=float, default=0.05, help="scripted chunk-to-chunk offset (rad)")
-    parser.add_argument("--handover", default="prefix", help="none | blend | rollforward | prefix | a+b")
+    parser.add_argument("--handover", default="prefix+blend", help="none | blend | rollforward | prefix | a+b")
     parser.add_argument("--horizon", type=int, default=8, help="execution_horizon (steps)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured part of the run (s)")
     parser.add_argument("--seed", type=int, default=0)
