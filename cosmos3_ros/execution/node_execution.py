@@ -114,6 +114,8 @@ class StreamingExecution:
         """A failed model call: hold at the measured joints."""
         with self._lock:
             self.executor.on_request_failed(plan)
+            if self.executor.holding:  # already holding (e-stop, dead-man, ...): that hold stays
+                return
         self.hold("model_error")
 
     def on_skip(self, now: float, reason: str) -> None:

@@ -280,9 +280,11 @@ def _dds_metrics(config: LoopConfig, record: Any, metrics: Any, receipts: list[t
             result["estop_hold_ms"] = (after[first][0] - scenario["estop"]) * 1e3
             result["estop_hold_points"] = after[first][1]
             result["commands_in_flight_at_estop"] = first
-            result["commands_after_estop"] = len(after) - first - 1
+            # motion commands (chunks) between the hold and the release; a repeated hold moves nothing
+            result["commands_after_estop"] = sum(1 for r in after[first + 1:] if r[1] > 1)
+            result["holds_during_estop"] = sum(1 for r in after[first + 1:] if r[1] == 1)
         else:
-            result["commands_after_estop"] = len(after)
+            result["commands_after_estop"] = sum(1 for r in after if r[1] > 1)
     if "release" in scenario:
         result["chunks_after_release"] = sum(1 for r in receipts if r[2] and r[1] > 1 and scenario["release"] <= r[0]
                                              < scenario.get("deadman_due", math.inf))
