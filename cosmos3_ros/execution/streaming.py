@@ -59,7 +59,7 @@ class ExecutionSettings:
     latency_margin_s: float = 0.05
     min_lead_s: float = 0.1
     hold_time_s: float = 0.25
-    max_prefix_steps: int = 16
+    max_prefix_steps: int = 24
     use_velocities: bool = True
 
     def validate(self) -> frozenset[str]:
@@ -189,8 +189,13 @@ class ChunkExecutor:
             count = min(ahead, s.max_prefix_steps)  # every row up to the first one kept
             prefix = np.repeat(state[None, :], count, axis=0)
             prefix[:, arm] = running_rows(self.commanded, obs_time_s, s.dt_s, count)
-            if s.gripper_column is not None and self.gripper is not None and self.gripper.closed is not None:
-                prefix[:, s.gripper_column] = 1.0 if self.gripper.closed else 0.0
+            if s.gripper_column is not None and self.active_gripper is not None:
+                # the running chunk's own gripper column at those times: the new chunk then repeats, for those
+                # rows, exactly what the running one would have commanded (no stale open/close re-sent)
+                times, values = self.active_gripper
+                at = obs_time_s + (np.arange(count) + 1) * s.dt_s
+                prefix[:, s.gripper_column] = values[np.clip(np.searchsorted(times, at, side="right") - 1, 0,
+                                                             len(values) - 1)]
         plan = RequestPlan(obs_time_s, base, state, prefix, self.epoch, latency)
         self.in_flight = plan
         self.counters["requests"] += 1
