@@ -38,6 +38,10 @@ setup(
     extras_require={
         "test": ["pytest>=8", "ruff>=0.6", "accelerate>=1.0", "catkin_pkg>=1.0"],
         "plots": ["matplotlib>=3.8"],
+        # dataset-infer: LeRobot parquet + video (PyAV wheels bundle libdav1d, so DROID's AV1 videos decode).
+        "labelling": ["pyarrow>=15", "av>=12"],
+        # dataset-infer --ray: episodes on Ray actors (a cluster, or a local instance).
+        "ray": ["ray>=2.9"],
     },
     entry_points={
         "console_scripts": [

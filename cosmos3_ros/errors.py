@@ -15,3 +15,7 @@ class ProfileError(Cosmos3Error):
 
 class InputError(Cosmos3Error):
     """An observation, task, action file or other request input is malformed."""
+
+
+class OutputError(Cosmos3Error):
+    """An output file or folder cannot be written (missing, read-only, a folder in the way, disk full)."""

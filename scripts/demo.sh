@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
 VENV=${VENV:-.venv}
 "$VENV/bin/cosmos3-ros" demo --out "${1:-demo_out}"
+echo "demo: the tiny checkpoint has random weights, so ${1:-demo_out}/demo.mp4 is noise by design (see README)."

@@ -11,4 +11,5 @@ fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "$VENV/bin/pip" install -q "torch==${TORCH_VERSION:-2.13.0}"
 fi
-"$VENV/bin/pip" install -q -e ".[test,plots]"
+# labelling + ray: the dataset-infer tests (pyarrow, PyAV, a local Ray instance); about 35 s more on a clean venv.
+"$VENV/bin/pip" install -q -e ".[test,plots,labelling,ray]"

@@ -26,5 +26,3 @@ def droid_cameras() -> dict:
 
     return {name: synthetic_camera(name) for name in ("wrist", "exterior_1", "exterior_2")}
 
-
-DROID_STATE = [0.0, -0.6, 0.0, -2.2, 0.0, 1.6, 0.8, 0.1]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,8 +189,12 @@ def _shard_files(folder: Path, stem: str) -> dict[str, list[str]]:
 def _load_tensors(
     folder: Path, stem: str, expected: dict[str, torch.Size], *, device: torch.device, dtype: torch.dtype,
     skip_prefixes: Iterable[str] = (), fp32_prefixes: Iterable[str] = (),
+    convert: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Read every expected tensor (shape-checked) from the shards; tensors under ``skip_prefixes`` are never read."""
+    """Read every expected tensor (shape-checked) from the shards; tensors under ``skip_prefixes`` are never read.
+
+    ``convert(name, tensor)`` is applied to each tensor once it is on ``device`` (FP8 storage quantises there).
+    """
     from safetensors import SafetensorError, safe_open
 
     skip, keep32 = tuple(skip_prefixes), tuple(fp32_prefixes)
@@ -219,6 +223,8 @@ def _load_tensors(
                         )
                     target = torch.float32 if name.startswith(keep32) else dtype
                     state[name] = tensor.to(device=device, dtype=target)
+                    if convert is not None:
+                        state[name] = convert(name, state[name])
         except SafetensorError as exc:
             raise CheckpointError(f"weight shard {str(path)!r} is corrupt or unreadable ({exc})") from exc
         except OSError as exc:
@@ -237,10 +243,16 @@ def _materialize_buffers(module: torch.nn.Module, rebuild: dict[str, torch.nn.Mo
         raise CheckpointError(f"internal: buffers {leftover[:4]} were not materialised")
 
 
-def load_transformer(info: CheckpointInfo, device: torch.device | str, dtype: torch.dtype) -> torch.nn.Module:
-    """Build ``Cosmos3OmniTransformer`` from ``transformer/`` without its ``lm_head``; weights on ``device``."""
+def load_transformer(info: CheckpointInfo, device: torch.device | str, dtype: torch.dtype,
+                     weights: str = "bf16") -> torch.nn.Module:
+    """Build ``Cosmos3OmniTransformer`` from ``transformer/`` without its ``lm_head``; weights on ``device``.
+
+    ``weights="fp8"``: the blocks' linear weights are quantised to FP8 tensor by tensor as they are read.
+    """
     from diffusers import Cosmos3OmniTransformer
     from diffusers.models.transformers.transformer_cosmos3 import Cosmos3VLTextRotaryEmbedding
+
+    from .fp8 import Fp8Storage
 
     device = torch.device(device)
     kwargs, ignored = _transformer_kwargs(info.transformer_config)
@@ -255,9 +267,10 @@ def load_transformer(info: CheckpointInfo, device: torch.device | str, dtype: to
         ) from exc
     del model.lm_head  # never materialised: actions never read text logits
     expected = {name: t.shape for name, t in model.state_dict().items()}
+    storage = Fp8Storage(model) if weights == "fp8" else None
     state = _load_tensors(
         info.root / "transformer", "diffusion_pytorch_model", expected, device=device, dtype=dtype,
-        skip_prefixes=SKIPPED_TRANSFORMER_PREFIXES, fp32_prefixes=FP32_MODULE_PREFIXES,
+        skip_prefixes=SKIPPED_TRANSFORMER_PREFIXES, fp32_prefixes=FP32_MODULE_PREFIXES, convert=storage,
     )
     missing = sorted(set(expected) - set(state))
     if missing:
@@ -265,6 +278,8 @@ def load_transformer(info: CheckpointInfo, device: torch.device | str, dtype: to
             f"{info.root}/transformer is missing {len(missing)} tensor(s), e.g. {missing[:3]}; "
             "expected the flat Cosmos3OmniTransformer layout"
         )
+    if storage is not None:
+        storage.install(model, state)
     model.load_state_dict(state, strict=True, assign=True)
     config = model.config
     _materialize_buffers(

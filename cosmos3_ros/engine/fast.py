@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.transformers.transformer_cosmos3 import _rotate_half
 
+from .fp8 import FP8_MAX, is_fp8_linear, quantize_fp8
 from .layout import GenerationLayout, PositionConfig
 from .stacks import TextKV, rotary
 
@@ -32,26 +33,36 @@ KEY_TILE = 128  # cuDNN's key-block length on Hopper
 log = logging.getLogger(__name__)
 
 
+def _fuse(modules: tuple[torch.nn.Module, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Concatenate the weights (and FP8 scales) of ``modules`` along the output axis; each module keeps views."""
+    fused = torch.cat([m.weight for m in modules]).contiguous()
+    sizes = [m.weight.shape[0] for m in modules]
+    for module, view in zip(modules, fused.split(sizes), strict=True):
+        module.weight = torch.nn.Parameter(view, requires_grad=False)
+    if not all(is_fp8_linear(m) for m in modules):
+        return fused, None
+    # per-channel scales concatenate exactly as the rows do
+    scale = torch.cat([m.weight_scale for m in modules]).contiguous()
+    for module, view in zip(modules, scale.split(sizes), strict=True):
+        module.weight_scale = view
+    return fused, scale
+
+
 def fuse_generation_projections(model: torch.nn.Module) -> None:
-    """Store each layer's gen q/k/v and gate/up weights in one tensor; the modules keep views into it."""
+    """Store each layer's gen q/k/v and gate/up weights in one tensor; the modules keep views into it.
+
+    FP8-stored layers (``Fp8Linear``) fuse their per-channel scales the same way (``_cosmos3_*_scale``).
+    """
     for layer in model.layers:
         if hasattr(layer, "_cosmos3_qkv"):
             continue
         attn = layer.self_attn
-        qkv = torch.cat([attn.add_q_proj.weight, attn.add_k_proj.weight, attn.add_v_proj.weight]).contiguous()
-        sizes = [attn.add_q_proj.weight.shape[0], attn.add_k_proj.weight.shape[0], attn.add_v_proj.weight.shape[0]]
-        for module, view in zip((attn.add_q_proj, attn.add_k_proj, attn.add_v_proj), qkv.split(sizes), strict=True):
-            module.weight = torch.nn.Parameter(view, requires_grad=False)
-        layer._cosmos3_qkv = qkv
+        layer._cosmos3_qkv, layer._cosmos3_qkv_scale = _fuse((attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
         mlp = layer.mlp_moe_gen
         if getattr(mlp, "gate_proj", None) is not None:
-            gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).contiguous()
-            half = mlp.gate_proj.weight.shape[0]
-            mlp.gate_proj.weight = torch.nn.Parameter(gate_up[:half], requires_grad=False)
-            mlp.up_proj.weight = torch.nn.Parameter(gate_up[half:], requires_grad=False)
-            layer._cosmos3_gate_up = gate_up
+            layer._cosmos3_gate_up, layer._cosmos3_gate_up_scale = _fuse((mlp.gate_proj, mlp.up_proj))
         else:
-            layer._cosmos3_gate_up = None
+            layer._cosmos3_gate_up, layer._cosmos3_gate_up_scale = None, None
 
 
 def _partial_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
@@ -98,18 +109,6 @@ def _attention_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text_k: 
     merged = (out_g.float() * w_g + out_t.float() * w_t) / (w_g + w_t)
     return merged.to(q.dtype).transpose(1, 2).flatten(2)
 
-
-
-FP8_MAX = 448.0  # largest finite float8_e4m3fn
-
-
-def quantize_fp8(weight: torch.Tensor, per_channel: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[N, K]`` weight -> (float8_e4m3fn ``[N, K]``, float32 scale ``[1, N]`` per output channel, or ``[]``)."""
-    if not per_channel:
-        scale = weight.float().abs().amax().clamp_min(1e-12) / FP8_MAX
-        return (weight.float() / scale).to(torch.float8_e4m3fn), scale
-    scale = weight.float().abs().amax(dim=1).clamp_min(1e-12) / FP8_MAX
-    return (weight.float() / scale[:, None]).to(torch.float8_e4m3fn), scale.view(1, -1).contiguous()
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -308,15 +307,23 @@ class FastGenerationTower:
 
     @staticmethod
     def _weights(layer: torch.nn.Module, fp8: bool | str) -> tuple[object, ...]:
-        """Per-layer operands of ``generation_layer``; the four matrices as FP8 (weight, scale) pairs if ``fp8``."""
+        """Per-layer operands of ``generation_layer``; the four matrices as FP8 (weight, scale) pairs if ``fp8``.
+
+        Layers stored in FP8 (``Fp8Linear``) always run FP8 products, with their stored per-channel scales.
+        """
         attn, mlp = layer.self_attn, layer.mlp_moe_gen
-        up = layer._cosmos3_gate_up if layer._cosmos3_gate_up is not None else mlp.up_proj.weight
-        matrices = [layer._cosmos3_qkv, attn.to_add_out.weight, up, mlp.down_proj.weight]
-        if fp8:
+        gated = layer._cosmos3_gate_up is not None
+        up = layer._cosmos3_gate_up if gated else mlp.up_proj.weight
+        matrices: list[object] = [layer._cosmos3_qkv, attn.to_add_out.weight, up, mlp.down_proj.weight]
+        if layer._cosmos3_qkv_scale is not None:  # FP8 storage
+            up_scale = layer._cosmos3_gate_up_scale if gated else mlp.up_proj.weight_scale
+            scales = [layer._cosmos3_qkv_scale, attn.to_add_out.weight_scale, up_scale, mlp.down_proj.weight_scale]
+            matrices = [(m, s.view(1, -1)) for m, s in zip(matrices, scales, strict=True)]
+        elif fp8:
             per_channel = fp8 != "tensor"
             cache_name = "_cosmos3_fp8" if per_channel else "_cosmos3_fp8_tensor"
             if not hasattr(layer, cache_name):
-                setattr(layer, cache_name, [quantize_fp8(m, per_channel) for m in matrices])
+                setattr(layer, cache_name, [quantize_fp8(m, per_channel) for m in matrices])  # type: ignore[arg-type]
             matrices = getattr(layer, cache_name)
         qkv, out, up, down = matrices
         return (layer.input_layernorm_moe_gen.weight, qkv, attn.norm_added_q.weight, attn.norm_added_k.weight, out,
@@ -418,18 +425,20 @@ class FastGenerationTower:
 
     def _capture(self, buffers: _StepBuffers) -> None:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        start.record(torch.cuda.current_stream(self.device))
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             self._run_first(buffers)
             self._run(buffers)  # warm kernels and workspaces outside the graph
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # a capture stream of this tower's device: torch.cuda.graph's default one is created once per process, on
+        # whichever device was current then, and a second GPU's kernels cannot be captured on it
+        with torch.cuda.graph(graph, pool=self.pool, stream=torch.cuda.Stream(self.device)):
             buffers.out_vision, buffers.out_action = self._run(buffers)
         buffers.graph = graph
-        end.record()
+        end.record(torch.cuda.current_stream(self.device))
         end.synchronize()
         self.capture_ms += start.elapsed_time(end)
 

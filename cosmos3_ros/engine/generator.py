@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError
@@ -63,7 +64,10 @@ class GenerationRequest:
         domain_id: row of the domain-aware action heads.
         fps: conditioning fps.
         sampling: steps, guidance, schedule.
-        seed: noise seed (CPU generator: vision noise first, then action noise).
+        seed: noise seed.
+        noise_rng: ``torch``: one CPU ``torch.Generator`` seeded once, vision noise first, then action noise (as
+            diffusers draws it); ``numpy``: ``np.random.RandomState(seed).standard_normal`` in C order over each
+            modality's shape, re-seeded for vision and for action (as NVIDIA's server draws it).
         noise: optional initial noise ``{"video": [1, C, T, h, w], "action": [rows, A]}`` (values at clean
             positions are ignored), to reproduce another implementation's run.
         decode: decode the rollout video.
@@ -86,6 +90,7 @@ class GenerationRequest:
     seed: int
     noise: dict[str, torch.Tensor] | None = None
     decode: bool = False
+    noise_rng: str = "torch"
 
 
 @dataclass
@@ -147,6 +152,9 @@ class ActionGenerator:
         self.attention = attention or ("cudnn_zero_pad" if torch.backends.cudnn.is_available() else "flash")
         self.fp8 = fp8
         self._fast_towers: dict[tuple[object, ...], object] = {}
+        # CFG-parallel (engine/cfg_parallel.py): a replica of the transformer runs the unconditional branch here
+        self.cfg_device: torch.device | None = None
+        self._cfg_replica: torch.nn.Module | None = None
         self._masks: dict[GenerationLayout, tuple[torch.Tensor, torch.Tensor]] = {}
         self.transformer = transformer
         self.vae = vae
@@ -163,17 +171,43 @@ class ActionGenerator:
     @classmethod
     def load(cls, root: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
              with_decoder: bool = False, text_cache_size: int = 8, cuda_graphs: bool = True,
-             compile_layers: bool = True) -> ActionGenerator:
-        """Load ``root`` (published layout) onto ``device``; bf16 on CUDA and fp32 on CPU unless ``dtype`` is given."""
-        device = torch.device(device)
+             compile_layers: bool = True, devices: str | None = None, weights: str = "bf16") -> ActionGenerator:
+        """Load ``root`` (published layout) onto ``device``; bf16 on CUDA and fp32 on CPU unless ``dtype`` is given.
+
+        ``devices`` (``"cuda:0,cuda:1"``) overrides ``device``: a second device runs the unconditional CFG branch.
+        ``weights="fp8"`` stores the transformer blocks' linear weights in FP8 (engine/fp8.py), for 24 GB GPUs.
+        """
+        from .cfg_parallel import parse_devices
+
+        chosen = parse_devices(devices) if devices else [torch.device(device)]
+        device = chosen[0]
+        if weights not in ("bf16", "fp8"):
+            raise InputError(f"weights {weights!r}; expected 'bf16' or 'fp8'")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise CheckpointError(f"device {str(device)!r} requested but CUDA is not available")
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         info = CheckpointInfo.read(root)
-        transformer = load_transformer(info, device, dtype)
+        transformer = load_transformer(info, device, dtype, weights=weights)
+        if weights == "fp8" and device.type == "cuda":
+            torch.cuda.empty_cache()  # the per-tensor bf16 temporaries of quantisation: back to the driver
         vae = load_vae(info, device, dtype, with_decoder=with_decoder)
-        return cls(info, transformer, vae, device, dtype, text_cache_size=text_cache_size, cuda_graphs=cuda_graphs,
-                   compile_layers=compile_layers)
+        generator = cls(info, transformer, vae, device, dtype, text_cache_size=text_cache_size,
+                        cuda_graphs=cuda_graphs, compile_layers=compile_layers)
+        if len(chosen) == 2:
+            generator.enable_cfg_parallel(chosen[1])
+        return generator
+
+    def enable_cfg_parallel(self, device: torch.device | str | None) -> None:
+        """Run the unconditional CFG branch on ``device`` (a replica of the transformer); None turns it off."""
+        from .cfg_parallel import replicate
+
+        self._fast_towers.clear()
+        self._cfg_replica, self.cfg_device = None, None
+        if device is not None:
+            device = torch.device(device)
+            if device.type != self.device.type:
+                raise InputError(f"CFG device {str(device)!r} must be of the same type as {str(self.device)!r}")
+            self._cfg_replica, self.cfg_device = replicate(self.transformer, device), device
 
     @property
     def action_dim(self) -> int:
@@ -267,6 +301,14 @@ class ActionGenerator:
                 raise InputError(f"noise 'action' has shape {None if action is None else list(action.shape)}; "
                                  f"expected {list(action_shape)}")
             return video.float().cpu(), action.float().cpu()
+        if request.noise_rng == "numpy":
+            if not 0 <= int(request.seed) < 2**32:
+                raise InputError(f"seed {request.seed} with numpy noise; expected an integer in [0, 2**32)")
+            video_np = np.random.RandomState(int(request.seed)).standard_normal(video_shape).astype(np.float32)
+            action_np = np.random.RandomState(int(request.seed)).standard_normal(action_shape).astype(np.float32)
+            return torch.from_numpy(video_np), torch.from_numpy(action_np)
+        if request.noise_rng != "torch":
+            raise InputError(f"noise_rng {request.noise_rng!r}; expected 'torch' or 'numpy'")
         generator = torch.Generator("cpu").manual_seed(int(request.seed))
         pinned = self.device.type == "cuda"  # page-locked, so the copy to the GPU does not stall the stream
         video = torch.empty(video_shape, dtype=torch.float32, pin_memory=pinned)
@@ -403,10 +445,11 @@ class ActionGenerator:
 
     # ----- evaluators --------------------------------------------------------------------------------------
 
-    def _fast_tower(self, layout: GenerationLayout, domain_id: int, text_len: int) -> object:
+    def _fast_tower(self, layout: GenerationLayout, domain_id: int, text_len: int, replica: bool = False) -> object:
+        from .cfg_parallel import device_context
         from .fast import FastGenerationTower
 
-        key = (layout, domain_id)
+        key = (layout, domain_id, replica)
         if key in self._fast_towers and not self._fast_towers[key].fits_length(text_len):  # type: ignore[attr-defined]
             # a prompt longer than the slot: grow the slot (one new capture), later prompts of that size reuse it
             self.max_text_tokens = (text_len + 63) // 64 * 64
@@ -415,10 +458,12 @@ class ActionGenerator:
             if len(self._fast_towers) >= 4:  # a new profile/shape: drop the oldest captured layout
                 self._fast_towers.pop(next(iter(self._fast_towers)))
             slot = max(self.max_text_tokens, text_len)
-            self._fast_towers[key] = FastGenerationTower(self.transformer, layout, domain_id, max_text_tokens=slot,
-                                                         use_graphs=self.cuda_graphs,
-                                                         compile_layers=self.compile_layers,
-                                                         attention=self.attention, fp8=self.fp8)
+            model = self._cfg_replica if replica else self.transformer
+            with device_context(self.cfg_device if replica else self.device):
+                self._fast_towers[key] = FastGenerationTower(model, layout, domain_id, max_text_tokens=slot,
+                                                             use_graphs=self.cuda_graphs,
+                                                             compile_layers=self.compile_layers,
+                                                             attention=self.attention, fp8=self.fp8)
         return self._fast_towers[key]
 
     def configure_fast_path(self, *, cuda_graphs: bool | None = None, compile_layers: bool | None = None,
@@ -453,6 +498,12 @@ class ActionGenerator:
             longest = max(cond.length, uncond.length if uncond is not None else 0)
             fast = self._fast_tower(layout, request.domain_id, longest)
             fast.load_text(0, cond)  # type: ignore[attr-defined]
+            if uncond is not None and self._cfg_replica is not None:
+                from .cfg_parallel import parallel_evaluator
+
+                second = self._fast_tower(layout, request.domain_id, longest, replica=True)
+                second.load_text(0, uncond)  # type: ignore[attr-defined]
+                return parallel_evaluator(fast, second, self.device, self.cfg_device)  # type: ignore[arg-type]
             if uncond is not None:
                 fast.load_text(1, uncond)  # type: ignore[attr-defined]
 

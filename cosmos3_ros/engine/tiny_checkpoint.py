@@ -656,7 +656,8 @@ def make_tiny_checkpoint(out_dir: str | Path, seed: int = 0, variant: str = "nan
             "sound_tokenizer": [None, None],
             "safety_checker": [None, None],
             "enable_safety_checker": False,
-            "default_use_system_prompt": False,
+            # What diffusers' Cosmos3OmniPipeline writes by default (its __init__ defaults), as an export carries.
+            "default_use_system_prompt": True,
             "use_native_flow_schedule": False,
         },
     )

@@ -94,7 +94,7 @@ class GraphedEncoder:
                 fn(static_in)  # warm kernels and workspaces outside the graph
             torch.cuda.current_stream(x.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=torch.cuda.Stream(x.device)):  # the default one may be another GPU's
                 static_out = fn(static_in)
         except RuntimeError as exc:
             log.warning("capturing the VAE encode failed (%s); it runs eagerly", exc)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..engine.checkpoint import read_json_object
 from ..errors import InputError, ProfileError
+from . import limits
 
 STAT_KEYS = ("mean", "std", "min", "max", "q01", "q99")
 REQUIRED_STATS = {
@@ -126,23 +127,31 @@ def flip_gripper(actions: np.ndarray, gripper_dims: Sequence[int]) -> np.ndarray
     return out
 
 
-def as_action_array(value: Any, width: int, what: str) -> np.ndarray:
-    """Coerce a list / numpy / torch value to float32 ``[T, width]``, with a clear error otherwise."""
+def _numeric_rows(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 array, or an InputError naming why not (ragged rows, strings, ...)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{what}: not a numeric array ({exc})") from exc
+        reason = "rows of different lengths" if "inhomogeneous" in str(exc) else str(exc).splitlines()[0]
+        raise InputError(f"{what}: not a numeric [T, D] array ({reason})") from exc
+    return arr
+
+
+def as_action_array(value: Any, width: int | None, what: str) -> np.ndarray:
+    """Coerce a list / numpy / torch value to float32 ``[T, width]`` (any width when None), finite and within
+    ``limits.MAX_ABS_VALUE``, with a clear error otherwise.
+    """
+    arr = _numeric_rows(value, what)
     if arr.ndim == 1:
         arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[0] < 1:
-        raise InputError(f"{what}: shape {list(arr.shape)}; expected [T, {width}] with T >= 1")
-    if arr.shape[1] != width:
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise InputError(f"{what}: shape {list(arr.shape)}; expected [T, {width or 'D'}] with T >= 1")
+    if width is not None and arr.shape[1] != width:
         raise InputError(f"{what}: {arr.shape[1]} columns; expected {width} (raw_action_dim)")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"{what}: holds non-finite values")
-    return arr
+    limits.check_values(what, arr)  # before float32, so 1e300 is reported as itself, not as inf
+    return arr.astype(np.float32)
 
 
 def fit_to_length(actions: np.ndarray, length: int) -> np.ndarray:
@@ -161,12 +170,13 @@ def load_action_file(path: str | Path) -> np.ndarray:
     path = Path(path)
     data = read_json_object(path, "action file", InputError)
     if "data" in data:
-        arr = np.asarray(data["data"], dtype=np.float32)
+        arr = _numeric_rows(data["data"], f"action file {str(path)!r}").astype(np.float32)
         if "shape" in data and list(arr.shape) != list(data["shape"]):
             raise InputError(f"action file {str(path)!r}: data has shape {list(arr.shape)} but 'shape' says "
                              f"{data['shape']}")
     elif "action_chunks" in data:
-        chunks = [np.asarray(c, dtype=np.float32) for c in data["action_chunks"]]
+        chunks = [_numeric_rows(c, f"action file {str(path)!r} chunk {i}").astype(np.float32)
+                  for i, c in enumerate(data["action_chunks"])]
         if not chunks or any(c.ndim != 2 for c in chunks):
             raise InputError(f"action file {str(path)!r}: 'action_chunks' must be a non-empty list of [T, D] lists")
         arr = np.concatenate(chunks, axis=0)
@@ -194,9 +204,17 @@ def to_physical(
     model_rows: np.ndarray, *, raw_action_dim: int, gripper_dims: Sequence[int], normalization: str | None,
     stats: ActionStats | None, binarize_gripper: bool,
 ) -> np.ndarray:
-    """Model ``[T, 64]`` -> physical ``[T, raw]`` (slice, de-normalise, flip, optional binarise at 0.5)."""
+    """Model ``[T, 64]`` -> physical ``[T, raw]`` (slice, de-normalise, flip, clamp, optional binarise at 0.5).
+
+    Gripper columns are clamped to [0, 1] (0 open .. 1 closed). The model's raw value (``1 - g`` in model space)
+    is a flow-matching sample, so it overshoots the trained range by a little (random weights: by a lot); past
+    either end it means "fully open" / "fully closed", so the clamp changes no command. The clamped value is what
+    every output (JSON, ActionChunk, trajectories, plots) carries.
+    """
     x = denormalize(np.asarray(model_rows[:, :raw_action_dim], dtype=np.float32), normalization, stats)
     x = flip_gripper(x, gripper_dims)
+    for d in gripper_dims:
+        np.clip(x[:, d], 0.0, 1.0, out=x[:, d])
     if binarize_gripper:
         for d in gripper_dims:
             x[:, d] = (x[:, d] > 0.5).astype(np.float32)

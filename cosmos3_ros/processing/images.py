@@ -9,6 +9,8 @@ The content size is kept so the engine can crop the latent to it (``content // 1
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from . import limits
 
 # Canvas (H, W) per resolution tier, keyed by its aspect ratio H / W. The model was trained on these buckets.
 CANVAS_BUCKETS: dict[int, tuple[tuple[int, int], ...]] = {
@@ -31,23 +34,60 @@ CANVAS_BUCKETS: dict[int, tuple[tuple[int, int], ...]] = {
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def _pil_to_rgb_uint8(img: Image.Image) -> np.ndarray:
+    """A decoded PIL image as ``uint8 [H, W, 3]``; 16-bit grey keeps its high byte (x >> 8, so 65535 -> 255).
+
+    PIL's own ``convert("RGB")`` clips 16-bit values to 255 (a typical 16-bit PNG would become almost all white).
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(img)
+        if wide.min() < 0 or wide.max() > 65535:
+            raise InputError(f"{img.mode} image spans [{wide.min()}, {wide.max()}]; expected 16-bit values 0..65535")
+        grey = (wide.astype(np.uint32) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        raise InputError("32-bit float image file; expected an 8- or 16-bit colour or grey image")
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image_file(path: str | os.PathLike, what: str = "image") -> np.ndarray:
+    """Decode an image file to ``uint8 [H, W, 3]`` RGB after checking its size from the header."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                limits.check_image_size(f"{what} {str(path)!r}", *img.size)  # before decoding any pixel
+                img.load()
+                return _pil_to_rgb_uint8(img)
+    except FileNotFoundError as exc:
+        raise InputError(f"{what}: file {str(path)!r} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{what}: {str(path)!r} is a folder; expected an image file") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # PIL refuses at open, before our check sees the size; its message holds the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else "too large"
+        raise InputError(f"{what}: file {str(path)!r} is {size}; expected at most "
+                         f"{limits.MAX_IMAGE_PIXELS / 1e6:.0f} MP") from exc
+    except InputError as exc:
+        raise InputError(str(exc) if str(path) in str(exc) else f"{what} {str(path)!r}: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{what}: file {str(path)!r} is not a readable image ({exc})") from exc
+
+
 def to_rgb_uint8(image: Any, what: str = "image") -> np.ndarray:
     """Decode a path / PIL image / array / tensor to ``uint8 [H, W, 3]`` RGB.
 
     Arrays are ``[H, W]``, ``[H, W, 1|3|4]`` (RGB(A)) or tensors ``[1|3|4, H, W]``; float values are read as
-    [0, 1] (or [-1, 1] when negative values are present).
+    [0, 1] (or [-1, 1] when negative values are present); ``uint16`` values keep their high byte (x >> 8).
+    Each side must be at least ``limits.MIN_IMAGE_SIDE`` pixels and the image at most ``limits.MAX_IMAGE_PIXELS``.
     """
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        try:
-            with Image.open(path) as img:
-                return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-        except FileNotFoundError as exc:
-            raise InputError(f"{what}: file {str(path)!r} does not exist") from exc
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(f"{what}: file {str(path)!r} is not a readable image ({exc})") from exc
+        return read_image_file(image, what)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        limits.check_image_size(what, *image.size)
+        return _pil_to_rgb_uint8(image)
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] not in (1, 3, 4):
@@ -62,11 +102,14 @@ def to_rgb_uint8(image: Any, what: str = "image") -> np.ndarray:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < 1:
         raise InputError(f"{what}: array of shape {list(image.shape)}; expected [H, W], [H, W, 3] or [H, W, 4]")
+    limits.check_image_size(what, arr.shape[1], arr.shape[0])
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     arr = arr[:, :, :3]
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
+    if arr.dtype == np.uint16:
+        return (arr >> 8).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise InputError(f"{what}: float image holds non-finite values")
@@ -80,30 +123,24 @@ def to_rgb_uint8(image: Any, what: str = "image") -> np.ndarray:
         return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
         if arr.min() < 0 or arr.max() > 255:
-            raise InputError(f"{what}: integer image spans [{arr.min()}, {arr.max()}]; expected 0..255")
+            raise InputError(f"{what}: integer image spans [{arr.min()}, {arr.max()}]; expected 0..255 "
+                             "(or a uint16 array)")
         return arr.astype(np.uint8)
     raise InputError(f"{what}: unsupported dtype {arr.dtype}")
 
 
-def _halve_uint8(image: np.ndarray) -> np.ndarray:
-    """Exact 2x bilinear downscale: at scale 1/2 each output pixel is the mean of a 2x2 block (rounded half to
-    even, as torch's round does), computed in integers ~7x faster than the float path.
-    """
-    w = image.astype(np.uint16)
-    total = w[0::2, 0::2] + w[1::2, 0::2] + w[0::2, 1::2] + w[1::2, 1::2]
-    quotient, remainder = total >> 2, total & 3
-    return (quotient + (remainder > 2) + ((remainder == 2) & (quotient & 1))).astype(np.uint8)
-
-
 def _resize_uint8(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (float, no antialias, half-pixel centres), rounded back to uint8."""
+    """Bilinear resize (float32, no antialias, half-pixel centres) truncated back to uint8.
+
+    Truncation (not rounding) is what NVIDIA's policy server does (``astype(np.uint8)`` after the interpolation),
+    for the exterior halves and for the composite's resize to 540x640; rounding would move ~75 % of the exterior
+    pixels by one grey level. The interpolated values lie in [0, 255], so the cast never wraps.
+    """
     if image.shape[:2] == tuple(hw):
         return image
-    if image.shape[0] == 2 * hw[0] and image.shape[1] == 2 * hw[1]:
-        return _halve_uint8(image)
-    t = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     t = F.interpolate(t, size=hw, mode="bilinear", align_corners=False, antialias=False)
-    return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    return t[0].permute(1, 2, 0).clamp(0, 255).to(torch.uint8).numpy()  # float -> uint8 truncates toward zero
 
 
 def compose_droid_views(wrist: np.ndarray, exterior_1: np.ndarray, exterior_2: np.ndarray) -> np.ndarray:

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..engine.checkpoint import CheckpointInfo
 from ..engine.generator import ActionGenerator, GenerationRequest, GenerationResult
 from ..engine.layout import latent_frames, pixel_prefix_for
 from ..engine.sampler import SamplingSettings
 from ..errors import InputError, ProfileError
 from . import actions as act
+from . import limits
 from .images import compose_droid_views, resize_to, select_frames, to_canvas, to_rgb_uint8
 from .profiles import DROID_CAMERAS, Profile, get_profile
 from .prompt import PromptTokenizer, caption, clean_task
@@ -30,47 +32,59 @@ log = logging.getLogger(__name__)
 EDGE_GUIDANCE_INTERVAL = (960, 1001)
 
 
-def resolve_profile(base: Profile | str, generator: ActionGenerator | None = None,
+def checkpoint_declarations(profile: Profile, info: CheckpointInfo) -> dict[str, Any]:
+    """Profile fields the checkpoint's own files declare for ``profile``.
+
+    The base-model contract follows diffusers' ``Cosmos3OmniPipeline``: ``model_index.json``'s
+    ``default_use_system_prompt`` (absent = true, the pipeline's default) and ``use_native_flow_schedule``
+    (absent = false: the scheduler config as is; true: that config on the native sigma grid). The released
+    contract follows NVIDIA's server: the prompt format from ``checkpoint.json`` and, for Edge, the guidance interval.
+    """
+    declared: dict[str, Any] = {}
+    if profile.name == "base":
+        index = info.model_index
+        declared["use_system_prompt"] = bool(index.get("default_use_system_prompt", True))
+        declared["schedule"] = "checkpoint_native" if index.get("use_native_flow_schedule", False) else "checkpoint"
+        return declared
+    if info.prompt_format is not None:
+        declared["prompt_format"] = info.prompt_format
+    if info.variant == "edge":
+        # NVIDIA serves the Edge policy with CFG on timesteps inside (960, 1001) only (the first of 4 steps)
+        declared["guidance_interval"] = EDGE_GUIDANCE_INTERVAL
+    return declared
+
+
+def resolve_profile(base: Profile | str, checkpoint: ActionGenerator | CheckpointInfo | None = None,
                     overrides: dict[str, Any] | None = None) -> Profile:
-    """The profile to serve: named defaults <- checkpoint declarations <- explicit overrides, validated.
+    """The profile to serve: named defaults <- checkpoint declarations <- values the user gave, validated.
 
     ``overrides`` holds profile fields plus ``stats_file`` (a stats JSON path) and ``stats`` (inline
-    ``{"mean": [...], ...}``), which become ``Profile.stats``.
+    ``{"mean": [...], ...}``), which become ``Profile.stats``. A ``None`` value means "not given" and never
+    replaces a declaration. ``checkpoint`` is the checkpoint's ``CheckpointInfo`` (or a loaded generator); it
+    needs no weights, so a bad value is reported before any are loaded.
     """
     profile = get_profile(base) if isinstance(base, str) else base
-    overrides = dict(overrides or {})
-    stats_file = overrides.pop("stats_file", None)
-    stats_inline = overrides.pop("stats", None)
-    if generator is not None:
-        info = generator.info
-        declared: dict[str, Any] = {}
-        if info.prompt_format is not None and profile.name != "base":
-            # checkpoint.json describes the checkpoint's own (released) contract; the base-model contract
-            # always uses the JSON caption.
-            declared["prompt_format"] = info.prompt_format
-        if profile.name != "base" and info.variant == "edge":
-            # NVIDIA serves the Edge policy with CFG on timesteps in [960, 1001] only (the first of 4 steps)
-            declared["guidance_interval"] = EDGE_GUIDANCE_INTERVAL
-        if profile.name == "base":
-            # The base-model contract honours what the checkpoint's pipeline declares, unless overridden.
-            declared["use_system_prompt"] = bool(info.model_index.get("default_use_system_prompt", False))
-            if info.model_index.get("use_native_flow_schedule") is False:
-                declared["schedule"] = "checkpoint"
-            elif info.model_index.get("use_native_flow_schedule") is True:
-                declared["flow_shift"] = float(info.scheduler_config.get("flow_shift", profile.flow_shift))
-        for key, value in declared.items():
-            if key in overrides and overrides[key] is not None and overrides[key] != value:
-                log.warning("profile %s: %s=%r overrides the checkpoint's %r", profile.name, key, overrides[key], value)
-        profile = profile.with_overrides(**{**declared, **{k: v for k, v in overrides.items() if k not in ("stats",)}})
-    else:
-        profile = profile.with_overrides(**overrides)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    stats_file = given.pop("stats_file", None)
+    stats_inline = given.pop("stats", None)
+    info = getattr(checkpoint, "info", checkpoint)
+    declared = checkpoint_declarations(profile, info) if info is not None else {}
+    for key, value in declared.items():
+        if key in given and given[key] != value:
+            log.info("profile %s: %s=%r (given) replaces the checkpoint's %r", profile.name, key, given[key], value)
+    merged = {**declared, **given}
+    if "flow_shift" in given and merged.get("schedule", profile.schedule) != "native":
+        raise ProfileError(f"flow_shift={given['flow_shift']!r} applies to schedule 'native' only, but the schedule is "
+                           f"{merged.get('schedule', profile.schedule)!r} (the checkpoint's scheduler config); "
+                           "give schedule 'native' too")
+    profile = profile.with_overrides(**merged)
     if stats_file is not None or stats_inline is not None:
         stats = (act.ActionStats.from_file(stats_file, profile.normalization) if stats_file is not None
                  else stats_inline if isinstance(stats_inline, act.ActionStats)
                  else act.ActionStats.from_mapping(stats_inline))
         profile = profile.with_overrides(stats=stats)
-    if generator is not None:
-        check_against_checkpoint(profile, generator)
+    if isinstance(checkpoint, ActionGenerator):
+        check_against_checkpoint(profile, checkpoint)
     return profile
 
 
@@ -111,17 +125,22 @@ class ActionPredictor:
     def load(cls, checkpoint: str | Path, profile: Profile | str = "released_droid_policy", *,
              device: str = "cpu", dtype: torch.dtype | None = None, overrides: dict[str, Any] | None = None,
              decode_rollout: bool = False, evaluator: str = "cached", text_cache_size: int = 8,
-             compile_layers: bool = True, cuda_graphs: bool = True) -> ActionPredictor:
+             compile_layers: bool = True, cuda_graphs: bool = True, devices: str | None = None,
+             weights: str = "bf16") -> ActionPredictor:
         """Load a checkpoint folder and resolve the profile against it.
 
         ``compile_layers`` / ``cuda_graphs`` (CUDA only) trade a ~20 s first request for the fastest steady
         state: right for a node or a bag, wasted on a single request.
         """
+        # Everything that needs no weights first: the device, the config files, the profile and its bounds.
+        device = limits.check_device(device)
+        info = CheckpointInfo.read(checkpoint)
+        resolved = resolve_profile(profile, info, overrides)
+        tokenizer = PromptTokenizer.from_folder(Path(checkpoint) / "text_tokenizer")
         generator = ActionGenerator.load(checkpoint, device=device, dtype=dtype, with_decoder=decode_rollout,
                                          text_cache_size=text_cache_size, compile_layers=compile_layers,
-                                         cuda_graphs=cuda_graphs)
-        tokenizer = PromptTokenizer.from_folder(Path(checkpoint) / "text_tokenizer")
-        resolved = resolve_profile(profile, generator, overrides)
+                                         cuda_graphs=cuda_graphs, devices=devices, weights=weights)
+        check_against_checkpoint(resolved, generator)
         return cls(generator, tokenizer, resolved, decode_rollout=decode_rollout, evaluator=evaluator)
 
     def warm_up(self) -> float | None:
@@ -218,8 +237,12 @@ class ActionPredictor:
             frames = select_frames(frames, needed)  # a single observation repeated, as the reference does
         canvas = to_canvas(frames[:needed], profile.resolution_tier, device=self.generator.device)
         cond_text = caption(task, profile, canvas.canvas_hw)
-        cond_ids = self.tokenizer.encode(cond_text, profile.use_system_prompt)
-        uncond_ids = self.tokenizer.encode(profile.negative_prompt, profile.use_system_prompt)
+        cond_ids = self.tokenizer.encode(cond_text, profile.use_system_prompt, profile.system_prompt_kind)
+        if len(cond_ids) > limits.MAX_PROMPT_TOKENS:
+            raise InputError(f"task: the caption is {len(cond_ids)} tokens; expected at most "
+                             f"{limits.MAX_PROMPT_TOKENS} (shorten the task sentence)")
+        uncond_ids = self.tokenizer.encode(profile.negative_prompt, profile.use_system_prompt,
+                                           profile.system_prompt_kind)
 
         width = self.generator.action_dim
         state = self._state_row(request)
@@ -263,7 +286,7 @@ class ActionPredictor:
                                       guidance_steps=profile.guidance_steps,
                                       guidance_interval=profile.guidance_interval, schedule=profile.schedule,
                                       flow_shift=profile.flow_shift),
-            seed=seed, noise=noise, decode=decode,
+            seed=seed, noise=noise, decode=decode, noise_rng=profile.noise_rng,
         )
         context = {"mode": mode, "state_rows": offset, "known": known, "caption": cond_text, "seed": seed}
         return gen, context
@@ -329,4 +352,5 @@ class ActionPredictor:
             actions=actions, rollout=rollout, mode=context["mode"], profile=profile.name,
             domain_name=profile.domain_name, domain_id=profile.domain_id, dimension_names=profile.dimension_names,
             fps=profile.fps, seed=context["seed"], timings_ms=timings,
+            latents={"video": result.video_latents, "action": result.action_latents},
         )

@@ -14,10 +14,12 @@ Every field can be overridden (``Profile.with_overrides``); the result is valida
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProfileError
+from . import limits
 
 # Embodiment domain -> (domain id of the action head row, canonical raw action width or None when the width
 # depends on the dataset). Ids and widths are the Cosmos3 base model's table.
@@ -57,7 +59,9 @@ DROID_CONCAT_LAYOUT_SENTENCE = (
 
 RESOLUTION_TIERS = (256, 480, 704, 720)
 NORMALIZATIONS = ("meanstd", "minmax", "quantile", "quantile_rot")
-SCHEDULES = ("native", "checkpoint")
+SCHEDULES = ("native", "checkpoint", "checkpoint_native")
+NOISE_RNGS = ("torch", "numpy")
+SYSTEM_PROMPT_KINDS = ("video", "image")
 PROMPT_FORMATS = ("plain", "json")
 CAMERA_LAYOUTS = ("droid_concat", "single")
 DROID_CAMERAS = ("wrist", "exterior_1", "exterior_2")
@@ -92,6 +96,8 @@ class Profile:
         view_point / view_description: caption sentences (``view_description`` follows the view sentence).
         prompt_format: ``plain`` (caption + sentences) or ``json`` (structured caption).
         use_system_prompt: prepend the generation system prompt in the chat template.
+        system_prompt_kind: which system prompt when enabled: ``video`` (diffusers' pipeline for a video) or
+            ``image`` (what NVIDIA's policy server would use; it never enables one on the released path).
         negative_prompt: the unconditional branch's text.
         use_state: feed the robot state as a clean first action row (action rows then start at frame 0).
         gripper_dims: action columns stored as ``1 - g`` in model space (flipped on the way in and out).
@@ -99,8 +105,13 @@ class Profile:
         binarize_gripper: threshold gripper columns at 0.5 on output.
         steps / guidance / guidance_steps: sampler steps, CFG scale, CFG only on the first k steps (None = all).
         guidance_interval: CFG only on steps with integer timestep in ``[lo, hi]`` (None = all; Edge: 960, 1001).
-        schedule / flow_shift: ``native`` linear-shift sigmas, or the checkpoint's own scheduler config.
+        schedule / flow_shift: ``native`` linear-shift sigmas (NVIDIA's server), ``checkpoint`` (the checkpoint's
+            scheduler config) or ``checkpoint_native`` (that config on the native grid, diffusers'
+            ``use_native_flow_schedule``); ``flow_shift`` applies to ``native`` only.
         seed: noise seed when a request gives none.
+        noise_rng: how the seed becomes initial noise: ``torch`` (one CPU ``torch.Generator`` stream, vision then
+            action, as diffusers draws it) or ``numpy`` (``np.random.RandomState(seed).standard_normal``
+            re-seeded for vision and for action, as NVIDIA's server draws it).
         cond_frames: clean latent frames override (None = the mode's default).
 
     """
@@ -135,6 +146,8 @@ class Profile:
     flow_shift: float
     seed: int
     cond_frames: tuple[int, ...] | None = None
+    noise_rng: str = "torch"
+    system_prompt_kind: str = "video"
 
     @property
     def action_start_offset(self) -> int:
@@ -212,10 +225,13 @@ class Profile:
             raise bad("raw_action_dim", self.raw_action_dim, f"an integer in [1, {MAX_ACTION_DIM}]")
         if len(self.dimension_names) != self.raw_action_dim:
             raise bad("dimension_names", self.dimension_names, f"{self.raw_action_dim} names")
-        if self.chunk < 1:
-            raise bad("chunk", self.chunk, "an integer >= 1")
-        if not self.fps > 0:
-            raise bad("fps", self.fps, "a positive number")
+        if not 1 <= self.chunk <= limits.MAX_CHUNK:
+            raise bad("chunk", self.chunk, f"an integer in [1, {limits.MAX_CHUNK}]")
+        if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and 0 < self.fps <= limits.MAX_FPS):
+            raise bad("fps", self.fps, f"a finite number in (0, {limits.MAX_FPS:g}] (Hz)")
+        if self.use_state and not float(self.fps).is_integer():
+            # NVIDIA's server keeps fps an integer in the caption and the positions; a fraction has no server twin
+            raise bad("fps", self.fps, "a whole number for a profile with a state row (NVIDIA's server uses int fps)")
         if self.resolution_tier not in RESOLUTION_TIERS:
             raise bad("resolution_tier", self.resolution_tier, f"one of {list(RESOLUTION_TIERS)}")
         if self.camera_layout not in CAMERA_LAYOUTS:
@@ -232,19 +248,25 @@ class Profile:
             raise bad("stats", None, f"action statistics for normalization {self.normalization!r}")
         if self.stats is not None:
             self.stats.check(self.normalization, self.raw_action_dim)
-        if self.steps < 1:
-            raise bad("steps", self.steps, "an integer >= 1")
-        if not self.guidance >= 0:
-            raise bad("guidance", self.guidance, "a number >= 0")
-        if self.guidance_steps is not None and self.guidance_steps < 0:
-            raise bad("guidance_steps", self.guidance_steps, "None or an integer >= 0")
-        if self.guidance_interval is not None and (len(self.guidance_interval) != 2
-                                                   or self.guidance_interval[0] > self.guidance_interval[1]):
-            raise bad("guidance_interval", self.guidance_interval, "None or (low, high) timesteps with low <= high")
+        if not 1 <= self.steps <= limits.MAX_STEPS:
+            raise bad("steps", self.steps, f"an integer in [1, {limits.MAX_STEPS}]")
+        if not (math.isfinite(self.guidance) and 0 <= self.guidance <= limits.MAX_GUIDANCE):
+            raise bad("guidance", self.guidance, f"a finite number in [0, {limits.MAX_GUIDANCE:g}]")
+        if self.guidance_steps is not None and not 0 <= self.guidance_steps <= limits.MAX_STEPS:
+            raise bad("guidance_steps", self.guidance_steps, f"None or an integer in [0, {limits.MAX_STEPS}]")
+        if self.guidance_interval is not None and (
+                len(self.guidance_interval) != 2
+                or not 0 <= self.guidance_interval[0] < self.guidance_interval[1] <= limits.MAX_TIMESTEP):
+            raise bad("guidance_interval", self.guidance_interval,
+                      f"None or (low, high) integer timesteps with 0 <= low < high <= {limits.MAX_TIMESTEP}")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", self.schedule, f"one of {list(SCHEDULES)}")
-        if not self.flow_shift > 0:
-            raise bad("flow_shift", self.flow_shift, "a positive number")
+        if not (math.isfinite(self.flow_shift) and 0 < self.flow_shift <= limits.MAX_FLOW_SHIFT):
+            raise bad("flow_shift", self.flow_shift, f"a finite number in (0, {limits.MAX_FLOW_SHIFT:g}]")
+        if self.noise_rng not in NOISE_RNGS:
+            raise bad("noise_rng", self.noise_rng, f"one of {list(NOISE_RNGS)}")
+        if self.system_prompt_kind not in SYSTEM_PROMPT_KINDS:
+            raise bad("system_prompt_kind", self.system_prompt_kind, f"one of {list(SYSTEM_PROMPT_KINDS)}")
         if self.camera_input_hw is not None and (len(self.camera_input_hw) != 2 or min(self.camera_input_hw) < 16):
             raise bad("camera_input_hw", self.camera_input_hw, "None or (height, width), each >= 16")
         if self.cond_frames is not None and any(i < 0 for i in self.cond_frames):
@@ -283,6 +305,7 @@ RELEASED_DROID_POLICY = Profile(
     schedule="native",
     flow_shift=5.0,
     seed=0,
+    system_prompt_kind="image",
 )
 
 BASE = Profile(

@@ -16,21 +16,27 @@ from typing import Any
 from ..errors import CheckpointError, InputError
 from .profiles import VIEW_POINT_SENTENCES, Profile
 
-# The generation system prompt used when a checkpoint asks for one (the spelling is the model's).
+# The generation system prompts used when a checkpoint asks for one (the spelling is the model's). diffusers'
+# pipeline picks the video one for a video; NVIDIA's policy server, were it to enable one, would pick the image one.
 VIDEO_SYSTEM_PROMPT = "You are a helpful assistant who will generate videos from a give prompt."
+IMAGE_SYSTEM_PROMPT = "You are a helpful assistant who will generate images from a give prompt."
+SYSTEM_PROMPTS = {"video": VIDEO_SYSTEM_PROMPT, "image": IMAGE_SYSTEM_PROMPT}
 _ASPECT_RATIOS = ((1, 1), (4, 3), (3, 4), (16, 9), (9, 16))
 
 
 def clean_task(task: Any) -> str:
-    """The task sentence of a request (first entry of a list), stripped; empty is an error."""
+    """The task sentence of a request (first entry of a list) without trailing whitespace; empty is an error.
+
+    Only trailing whitespace goes, as NVIDIA's server strips it; leading whitespace stays part of the caption.
+    """
     if isinstance(task, (list, tuple)):
         if not task:
             raise InputError("task: empty list; expected a task sentence")
         task = task[0]
     if not isinstance(task, str):
         raise InputError(f"task: {type(task).__name__}; expected a string")
-    text = task.strip()
-    if not text:
+    text = task.rstrip()
+    if not text.strip():
         raise InputError("task: empty string; expected a task sentence such as 'pick up the cup'")
     return text
 
@@ -83,7 +89,7 @@ class PromptTokenizer:
 
     def __init__(self, tokenizer: Any, cache_size: int = 64) -> None:
         self._tok = tokenizer
-        self._cache: OrderedDict[tuple[str, bool], tuple[int, ...]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bool, str], tuple[int, ...]] = OrderedDict()
         self._cache_size = cache_size
         vision_start = tokenizer.convert_tokens_to_ids("<|vision_start|>")
         if vision_start is None or vision_start == tokenizer.unk_token_id or tokenizer.eos_token_id is None:
@@ -107,15 +113,15 @@ class PromptTokenizer:
             raise CheckpointError(f"text tokenizer in {str(folder)!r} has no chat template")
         return cls(tok)
 
-    def encode(self, text: str, use_system_prompt: bool) -> tuple[int, ...]:
+    def encode(self, text: str, use_system_prompt: bool, system_prompt_kind: str = "video") -> tuple[int, ...]:
         """Token ids of one user turn (plus optional system turn), generation prompt, eos, ``<|vision_start|>``."""
-        key = (text, use_system_prompt)
+        key = (text, use_system_prompt, system_prompt_kind)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         messages = []
         if use_system_prompt:
-            messages.append({"role": "system", "content": VIDEO_SYSTEM_PROMPT})
+            messages.append({"role": "system", "content": SYSTEM_PROMPTS[system_prompt_kind]})
         messages.append({"role": "user", "content": text})
         encoded = self._tok.apply_chat_template(
             messages, tokenize=True, add_generation_prompt=True, add_vision_id=False, return_dict=True

@@ -68,6 +68,8 @@ class ActionPrediction:
         seed: the noise seed used.
         timings_ms: per-stage wall times (``preprocess``, ``vae_encode``, ``text``, ``denoise``,
             ``postprocess``, ``vae_decode``, ``total``).
+        latents: the engine's final ``{"video": [1, C, T, h, w], "action": [rows, A]}`` float32 latents (model
+            space, CPU), for comparing with another implementation; None where not kept.
 
     """
 
@@ -81,3 +83,4 @@ class ActionPrediction:
     fps: float
     seed: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    latents: dict[str, Any] | None = None

@@ -2,19 +2,27 @@
 
 No model logic lives here (see ``cosmos3_ros.runtime.node_core``); this is the only module that imports rclpy.
 
-Teardown order (``PolicyNode.shutdown`` then ``main``'s ``finally``): cancel timers -> stop and join the
-inference thread -> shut the executor down -> destroy the node -> ``rclpy.try_shutdown``.
+Signals: the node owns SIGINT and SIGTERM (rclpy's handler is off). rclpy's would shut the context down at
+once, while the inference thread may still be publishing ("publisher's context is invalid") and while the
+executor is spinning (``RCLError: context is not valid``). Here a signal only sets an event; ``main`` then tears
+down in order: cancel timers -> stop the inference and rollout threads (a model call still running after
+``STOP_TIMEOUT_S`` is abandoned: its result is never published) -> stop publishing -> shut the executor down
+-> destroy the node -> ``rclpy.try_shutdown`` -> exit 0.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 import rclpy
@@ -24,6 +32,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import Trigger
 
 from ..errors import Cosmos3Error
@@ -39,6 +48,10 @@ from ..runtime.node_core import (
 from ..runtime.parameters import PARAMETER_SPEC, ParameterSpec
 
 NODE_NAME = "policy_node"
+log = logging.getLogger("cosmos3_ros.node")
+# Seconds the teardown waits for a running model call (and rollout video) before abandoning it, so that the
+# process exits within 2 s of a signal even on a CPU where one chunk takes longer.
+STOP_TIMEOUT_S = 1.0
 
 _PARAMETER_TYPES = {
     "bool": ParameterType.PARAMETER_BOOL,
@@ -164,13 +177,19 @@ class PolicyNode(Node):
         if model is None:
             self.get_logger().info(f"loading {values['checkpoint']!r} ({values['profile']}) on {values['device']}")
             model = load_action_model(values)
-        # Subscriptions may run in parallel (the buffer has its own lock); the snapshot timer, diagnostics and
-        # services are mutually exclusive so a parameter change never races a snapshot.
+        # Subscriptions may run in parallel (the buffer has its own lock). Everything that reads or changes the
+        # node's state runs in the node's default group, which is mutually exclusive: rclpy creates the
+        # parameter services (set_parameters -> on_parameters, which may recreate the snapshot timer) in that
+        # group, so putting the snapshot and diagnostics timers and the pause / resume / clear services there
+        # too is what guarantees a parameter change never races a snapshot. A group of our own would not: the
+        # executor runs callbacks of different groups in parallel.
         self._inputs_group = ReentrantCallbackGroup()
-        self._snapshots_group = MutuallyExclusiveCallbackGroup()
+        self._snapshots_group = self.default_callback_group
         # e-stop, dead-man and the execution timer never wait behind a snapshot or a parameter change
         self._safety_group = MutuallyExclusiveCallbackGroup()
         self._output_publishers: dict[str, Any] = {}
+        self._publish_lock = threading.Lock()
+        self._publishing = True
         self.execution: StreamingExecution | None = None
         profile = model.profile
         if (values["mode"] or profile.mode) == "policy" and profile.action_space == "joint_position":
@@ -275,29 +294,40 @@ class PolicyNode(Node):
 
                 self._output_publishers["gripper"].publish(Float64(data=float(msg.position)))
             return
-        self._output_publishers[key].publish(msg)
+        self._publish_output(key, msg)
 
     def _declare_from_spec(self, spec: ParameterSpec) -> None:
         descriptor = parameter_descriptor(spec)
         default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
         if isinstance(default, list) and not default:
-            # An empty list has no element type in rclpy; declare the type and read with a fallback.
-            self.declare_parameter(spec.name, _EMPTY_ARRAY_TYPES[spec.type], descriptor)
+            # rclpy types a bare [] as a byte array, so declare the type (a parameter file may give a value),
+            # then give an unset parameter its typed empty value: a declared-but-unset parameter makes rclpy
+            # answer a GetParameters request that names it with no values at all (what `ros2 param dump`
+            # sends). set_parameters would refuse the read-only ones, so this uses the call rclpy's own
+            # declare_parameters makes (rclpy is pinned; test_node_graph checks GetParameters end to end).
+            array_type = _EMPTY_ARRAY_TYPES[spec.type]
+            self.declare_parameter(spec.name, array_type, descriptor)
+            if self.get_parameter_or(spec.name).type_ == Parameter.Type.NOT_SET:
+                self._declare_parameter_common([Parameter(spec.name, array_type, [])], {spec.name: descriptor})
         else:
             self.declare_parameter(spec.name, default, descriptor)
 
     def _value_from_spec(self, spec: ParameterSpec) -> Any:
-        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-        if isinstance(default, list) and not default:
-            fallback = Parameter(spec.name, _EMPTY_ARRAY_TYPES[spec.type], [])
-            return python_value(self.get_parameter_or(spec.name, fallback).value)
         return python_value(self.get_parameter(spec.name).value)
 
     def _node_time_s(self) -> float:
         return self.get_clock().now().nanoseconds / 1e9
 
     def _publish_output(self, key: str, msg: Any) -> None:
-        self._output_publishers[key].publish(msg)
+        # The lock orders a publish from the inference thread against ``stop_publishing`` at teardown.
+        with self._publish_lock:
+            if self._publishing:
+                self._output_publishers[key].publish(msg)
+
+    def stop_publishing(self) -> None:
+        """Drop every later output (an abandoned model call may still finish after teardown began)."""
+        with self._publish_lock:
+            self._publishing = False
 
     def _set_snapshot_period(self, period_s: float) -> None:
         self._snapshot_timer.cancel()
@@ -315,8 +345,12 @@ class PolicyNode(Node):
         accepted, reason = self.core.on_parameters({p.name: python_value(p.value) for p in parameters})
         return SetParametersResult(successful=accepted, reason=reason)
 
-    def shutdown(self, timeout: float = 30.0) -> bool:
-        """Cancel the timers, then stop and join the inference thread; True if it ended in time."""
+    def shutdown(self, timeout: float = STOP_TIMEOUT_S) -> bool:
+        """Cancel the timers, stop the inference and rollout threads, then stop publishing.
+
+        Returns True if the threads ended within ``timeout``; otherwise a model call is still running and is
+        abandoned (its outputs are dropped).
+        """
         self._snapshot_timer.cancel()
         self._diagnostics_timer.cancel()
         if self.execution is not None:
@@ -327,37 +361,84 @@ class PolicyNode(Node):
             self.get_logger().warning(f"shutdown: {type(exc).__name__}: {exc}")
             joined = self.core.worker.stop(timeout)
         if not joined:
-            self.get_logger().error(f"inference thread still running after {timeout} s")
+            self.get_logger().info(f"a model call is still running after {timeout} s; its result is dropped")
+        self.stop_publishing()
         logging.getLogger("cosmos3_ros").removeHandler(self._ros_log_handler)
         return joined
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """``ros2 run cosmos3_ros policy_node``: spin until Ctrl-C or shutdown; exit code 1 on a start-up error."""
-    rclpy.init(args=args)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Before the executor spins (model loading): a signal aborts start-up."""
+    raise KeyboardInterrupt
+
+
+def _spin(executor: MultiThreadedExecutor, stop: threading.Event) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+    finally:
+        stop.set()
+
+
+def main(args: Sequence[str] | None = None) -> NoReturn:
+    """``ros2 run cosmos3_ros policy_node``: serve until SIGINT / SIGTERM (exit 0); exit code 1 on a start-up error.
+
+    Ends the process (``os._exit``) after the teardown instead of returning.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
     node: PolicyNode | None = None
     executor: MultiThreadedExecutor | None = None
+    spinner: threading.Thread | None = None
     code = 0
+    joined = True
     try:
         node = PolicyNode()
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, lambda signum, frame: stop.set())
+        # The executor spins on a thread of its own so that the main thread stays in Python, where signal
+        # handlers run (a C-level wait would delay them until the next callback).
+        spinner = threading.Thread(target=_spin, args=(executor, stop), name="ros-executor", daemon=True)
+        spinner.start()
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
         pass
     except Cosmos3Error as exc:
         print(f"policy_node: error: {exc}", file=sys.stderr)
         code = 1
     finally:
+        for sig in _STOP_SIGNALS:  # a second Ctrl-C must not interrupt the teardown
+            signal.signal(sig, signal.SIG_IGN)
         if node is not None:
-            node.shutdown()
+            joined = node.shutdown()
         if executor is not None:
-            executor.shutdown()
+            executor.shutdown(timeout_sec=1.0)
+        if spinner is not None:
+            spinner.join(timeout=1.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return code
+        with contextlib.suppress(Exception):
+            rclpy.get_default_context().destroy()  # the DDS participant (and its shared-memory files) go now
+    if not joined:
+        log.info("a model call was abandoned at shutdown")
+    # Leave without finalising the interpreter: with torch and diffusers loaded that takes 2-4 s on a busy CPU
+    # (the 2 s exit budget), and under an abandoned model call it could hang. Everything that must happen at
+    # exit has happened above; only Python's own buffers remain.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

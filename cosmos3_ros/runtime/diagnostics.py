@@ -27,12 +27,18 @@ class RateMeter:
         self._times: deque[float] = deque(maxlen=max_samples)
 
     def tick(self, now_s: float) -> None:
-        """Record one arrival."""
+        """Record one arrival; an arrival earlier than the last one (the clock went back) starts afresh."""
+        if self._times and now_s < self._times[-1]:
+            self._times.clear()
         self._times.append(now_s)
+
+    def reset(self) -> None:
+        """Forget every arrival."""
+        self._times.clear()
 
     def rate_hz(self, now_s: float) -> float:
         """Arrivals per second in the window ending now (0 with fewer than two arrivals)."""
-        recent = [t for t in self._times if now_s - t <= self.window_s]
+        recent = [t for t in self._times if 0.0 <= now_s - t <= self.window_s]
         if len(recent) < 2:
             return 0.0
         span = max(recent[-1] - recent[0], 1e-9)
@@ -64,6 +70,7 @@ class NodeDiagnostics:
         self._reported_counts: Counter[str] = Counter()
         self._reported_skips: Counter[str] = Counter()
         self._last_skip_reason = ""
+        self.last_clock_jump = ""
 
     def on_input(self, source: str, now_s: float) -> None:
         """One message arrived on ``source``."""
@@ -86,6 +93,14 @@ class NodeDiagnostics:
         with self._lock:
             self.counts["input_errors"] += 1
             self.last_error = message
+
+    def clock_jumped_back(self, jump_s: float) -> None:
+        """The node clock went back by ``jump_s`` seconds; rates restart from the new time."""
+        with self._lock:
+            self.counts["clock_jumps_backward"] += 1
+            self.last_clock_jump = f"back {jump_s:.3f} s; buffers flushed"
+            for meter in self._rates.values():
+                meter.reset()
 
     def job_failed(self, message: str) -> None:
         """A model job raised."""
@@ -125,11 +140,13 @@ class NodeDiagnostics:
                 ]
             for key in ("snapshots_submitted", "snapshots_replaced", "chunks_published", "trajectories_published",
                         "trajectory_values_clamped", "trajectory_values_rate_limited", "rollout_frames_published",
-                        "input_errors", "inference_errors"):
+                        "rollout_videos_written", "rollout_videos_skipped", "input_errors", "future_stamps_dropped",
+                        "inference_errors", "clock_jumps_backward"):
                 values.append((key.replace("_", " "), str(self.counts[key])))
             values.append(("snapshots skipped", str(sum(self.skips.values()))))
             values += [(f"skipped: {reason}", str(n)) for reason, n in sorted(self.skips.items())]
             values.append(("last error", self.last_error or "none"))
+            values.append(("last clock jump", self.last_clock_jump or "none"))
             values += [(key, str(value)) for key, value in info.items()]
 
             problems = []
@@ -137,6 +154,8 @@ class NodeDiagnostics:
                 problems.append(f"skipped {sum(new_skips.values())} snapshots ({self._last_skip_reason})")
             if new_counts["input_errors"]:
                 problems.append(f"{new_counts['input_errors']} bad inputs ({self.last_error})")
+            if new_counts["clock_jumps_backward"]:
+                problems.append(f"node clock jumped {self.last_clock_jump}")
             if new_counts["inference_errors"]:
                 problems.append(f"{new_counts['inference_errors']} failed inferences ({self.last_error})")
             if self.last_job_failed:

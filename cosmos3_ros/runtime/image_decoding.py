@@ -18,9 +18,11 @@ from ..errors import InputError
 
 # Encoding -> channels of the 8-bit colour and grey encodings accepted for RGB model inputs.
 RGB_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-# 16-bit grey (infrared, some mono cameras): scaled to 8 bits, byte order from ``is_bigendian``.
+# 16-bit grey and colour (infrared, machine-vision cameras): scaled to 8 bits by keeping the high byte (x >> 8,
+# so 65535 -> 255, as for 16-bit image files), byte order from ``is_bigendian``.
 MONO16 = "mono16"
-ACCEPTED_ENCODINGS = (*RGB_ENCODINGS, MONO16)
+ENCODINGS_16: dict[str, int] = {MONO16: 1, "rgb16": 3, "bgr16": 3, "rgba16": 4, "bgra16": 4}
+ACCEPTED_ENCODINGS = (*RGB_ENCODINGS, *ENCODINGS_16)
 # Single-channel integer / float types are what depth cameras publish (REP 118: 16UC1 in mm, 32FC1 in m).
 _DEPTH_ENCODING = re.compile(r"^(8|16|32|64)(U|S|F)C1$", re.IGNORECASE)
 
@@ -29,7 +31,8 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 # Source channel of R, G, B for the encodings that need reordering or dropping alpha.
-_CHANNEL_ORDER = {"bgr8": (2, 1, 0), "rgba8": (0, 1, 2), "bgra8": (2, 1, 0)}
+_CHANNEL_ORDER = {"bgr8": (2, 1, 0), "rgba8": (0, 1, 2), "bgra8": (2, 1, 0),
+                  "rgb16": (0, 1, 2), "bgr16": (2, 1, 0), "rgba16": (0, 1, 2), "bgra16": (2, 1, 0)}
 
 
 def _select_channels(pixels: np.ndarray, order: tuple[int, int, int]) -> np.ndarray:
@@ -58,7 +61,8 @@ def is_compressed(msg: Any) -> bool:
 def image_to_rgb(msg: Any, what: str = "image") -> np.ndarray:
     """Decode a raw ``sensor_msgs/Image`` to a new ``uint8 [height, width, 3]`` RGB array.
 
-    Rows may be padded (``step`` > width x bytes per pixel); ``is_bigendian`` is honoured for ``mono16``.
+    Rows may be padded (``step`` > width x bytes per pixel); 16-bit encodings (``mono16``, ``rgb16``, ``bgr16``,
+    ``rgba16``, ``bgra16``) keep their high byte and honour ``is_bigendian``.
 
     Raises:
         InputError: unknown or depth encoding, zero size, ``step`` too small, or data shorter than
@@ -75,7 +79,7 @@ def image_to_rgb(msg: Any, what: str = "image") -> np.ndarray:
         raise InputError(f"{what}: unsupported encoding {encoding!r}; expected one of {accepted}")
     if height <= 0 or width <= 0:
         raise InputError(f"{what}: image is {height}x{width} (height x width); expected both > 0")
-    bytes_per_pixel = 2 if key == MONO16 else RGB_ENCODINGS[key]
+    bytes_per_pixel = 2 * ENCODINGS_16[key] if key in ENCODINGS_16 else RGB_ENCODINGS[key]
     row_bytes = width * bytes_per_pixel
     if step < row_bytes:
         raise InputError(
@@ -87,11 +91,13 @@ def image_to_rgb(msg: Any, what: str = "image") -> np.ndarray:
             f"{what}: data holds {data.size} bytes; expected step x height = {step} x {height} = {step * height}"
         )
     rows = data[: step * height].reshape(height, step)[:, :row_bytes]
-    if key == MONO16:
+    if key in ENCODINGS_16:
         dtype = ">u2" if int(msg.is_bigendian) else "<u2"
-        grey16 = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
-        grey = (grey16 >> 8).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
+        wide = np.ascontiguousarray(rows).view(dtype).reshape(height, width, ENCODINGS_16[key])
+        narrow = (wide >> 8).astype(np.uint8)
+        if key == MONO16:
+            return np.repeat(narrow, 3, axis=2)
+        return _select_channels(narrow, _CHANNEL_ORDER[key])
     pixels = rows.reshape(height, width, bytes_per_pixel)
     if key == "rgb8":
         return pixels.copy()

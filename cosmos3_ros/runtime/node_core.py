@@ -246,9 +246,9 @@ def load_action_model(values: Mapping[str, Any]) -> ActionModel:
 
     predictor = ActionPredictor.load(
         values["checkpoint"], values["profile"], device=values["device"], overrides=profile_overrides(values),
-        decode_rollout=values["publish_rollout"],
+        decode_rollout=values["publish_rollout"], devices=values["devices"] or None, weights=values["weights"],
     )
-    if str(values["device"]).startswith("cuda"):
+    if str(values["devices"] or values["device"]).startswith("cuda"):
         # compile the layers and capture the CUDA graphs before the first real observation arrives
         log.info("warming up the engine (layer compilation and CUDA-graph capture take about 20 s)")
         elapsed = predictor.warm_up()
@@ -358,6 +358,7 @@ class PolicyNodeCore:
         self._tick = 0
         self._sequence = 0
         self._last_submitted_ns: int | None = None
+        self._last_tick_clock_s: float | None = None
         self._known_actions_file: np.ndarray | None = None
         self._known_actions_topic: tuple[int, np.ndarray] | None = None
         if self.mode == "forward_dynamics" and p["actions_file"]:
@@ -371,10 +372,19 @@ class PolicyNodeCore:
         if len(self.cameras) > 1:
             self._decode_pool = ThreadPoolExecutor(len(self.cameras), thread_name_prefix="cosmos3-decode")
         self.worker: InferenceWorker[Snapshot] = InferenceWorker(self._process, self._on_job_error)
+        # Encoding the rollout mp4 takes longer than the model on a CPU: a thread of its own keeps it off the
+        # inference thread (the next snapshot does not wait for it) and out of the ROS overhead figure.
+        # Latest wins, as for snapshots: a video not started when a newer rollout arrives is skipped.
+        self._rollout_writer: InferenceWorker[tuple[int, np.ndarray, float]] | None = None
+        if p["publish_rollout"]:
+            self._rollout_writer = InferenceWorker(self._write_rollout, self._on_rollout_error,
+                                                   name="cosmos3-rollout-mp4")
         self.subscriptions = self._subscription_specs()
         self.publications = self._publication_specs()
         if start_worker:
             self.worker.start()
+            if self._rollout_writer is not None:
+                self._rollout_writer.start()
 
     # ----- wiring ------------------------------------------------------------------------------------------
 
@@ -469,7 +479,10 @@ class PolicyNodeCore:
         """Buffer one camera frame (``Image`` or ``CompressedImage``); decoding happens on the worker."""
         now = self._clock()
         self.diagnostics.on_input(camera, now)
-        self.buffer.add(camera, stamp_to_ns(msg.header.stamp), msg, now)
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self._ahead_of_clock(camera, stamp_ns, now, self.camera_topics[camera]):
+            return
+        self.buffer.add(camera, stamp_ns, msg, now)
 
     def on_joint_state(self, msg: Any) -> None:
         """Buffer the arm joints (and the gripper, when it is on the same topic); count and drop bad ones."""
@@ -484,7 +497,10 @@ class PolicyNodeCore:
         except InputError as exc:
             self._input_error("joint_state", exc)
             return
-        self.buffer.add("joint_state", stamp_to_ns(msg.header.stamp), (q, gripper), now)
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self._ahead_of_clock("joint_state", stamp_ns, now, topic):
+            return
+        self.buffer.add("joint_state", stamp_ns, (q, gripper), now)
 
     def on_gripper_state(self, msg: Any) -> None:
         """Buffer the gripper closure from its own JointState topic."""
@@ -495,7 +511,26 @@ class PolicyNodeCore:
         except InputError as exc:
             self._input_error("gripper", exc)
             return
-        self.buffer.add("gripper", stamp_to_ns(msg.header.stamp), gripper, now)
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self._ahead_of_clock("gripper", stamp_ns, now, self.params["gripper_joint_state_topic"]):
+            return
+        self.buffer.add("gripper", stamp_ns, gripper, now)
+
+    def _ahead_of_clock(self, source: str, stamp_ns: int, now_s: float, topic: str) -> bool:
+        """Drop (and count) an input stamped more than ``max_future_stamp`` ahead of the node clock.
+
+        Kept, it would stay the newest stamp of its buffer until the clock caught up (an hour, for a camera
+        whose clock is an hour off), so no later snapshot could synchronise with it.
+        """
+        ahead_s = stamp_ns / 1e9 - now_s
+        limit = self.params["max_future_stamp"]
+        if ahead_s <= limit:
+            return False
+        self.diagnostics.count("future_stamps_dropped")
+        self._input_error(f"future-{source}", InputError(
+            f"{source} on {topic!r}: header stamp {stamp_ns / 1e9:.3f} s is {ahead_s:.3f} s ahead of the node "
+            f"clock ({now_s:.3f} s); expected at most max_future_stamp={limit} s ahead; dropped"))
+        return True
 
     def _read_gripper(self, msg: Any, topic: str) -> float:
         p = self.params
@@ -560,6 +595,8 @@ class PolicyNodeCore:
         if streaming and self.execution is not None and not self.execution.wants_snapshot(now):
             return "not_scheduled"
         self._tick += 1
+        if self._clock_went_back(now):
+            return "clock_jumped_back"
         reason, detail, snapshot = self._snapshot(now, start)
         if snapshot is None:
             self.diagnostics.skip(reason, detail)
@@ -574,6 +611,28 @@ class PolicyNodeCore:
             self.diagnostics.count("snapshots_replaced")
             self.diagnostics.skip("model_busy", "a newer snapshot replaced one the model had not started")
         return "submitted"
+
+    def _clock_went_back(self, now_s: float) -> bool:
+        """On a backward jump of the node clock (a bag looping, /clock restarting), flush and report it.
+
+        The buffers then hold messages stamped after the new time: they would stay the newest of their sources
+        and block every snapshot until the clock caught up. Timer ticks run one at a time, so consecutive
+        readings here only go back when the clock itself does.
+        """
+        last, self._last_tick_clock_s = self._last_tick_clock_s, now_s
+        if last is None or now_s >= last:
+            return False
+        flushed = sum(self.buffer.sizes().values())
+        self.buffer.clear()
+        self.worker.discard_pending()
+        with self._lock:
+            self._known_actions_topic = None
+        self._last_submitted_ns = None
+        self.diagnostics.clock_jumped_back(last - now_s)
+        self.diagnostics.skip("clock_jumped_back", f"node clock went from {last:.3f} s to {now_s:.3f} s")
+        log.warning("node clock jumped back %.3f s (%.3f s -> %.3f s; a bag looping or /clock restarting): "
+                    "flushed %d buffered messages", last - now_s, last, now_s, flushed)
+        return True
 
     def _snapshot(self, now: float, start: float) -> tuple[str, str, Snapshot | None]:
         p = self.params
@@ -753,8 +812,6 @@ class PolicyNodeCore:
         self.diagnostics.count("trajectories_published")
 
     def _publish_rollout(self, snapshot: Snapshot, prediction: ActionPrediction) -> None:
-        from ..processing.video_io import write_mp4
-
         assert prediction.rollout is not None
         for msg in build_rollout_images(
             self._factory, prediction.rollout, first_stamp_ns=snapshot.frame0_ns, dt_s=1.0 / prediction.fps,
@@ -762,9 +819,24 @@ class PolicyNodeCore:
         ):
             self._publish("rollout_image", msg)
             self.diagnostics.count("rollout_frames_published")
-        path = write_mp4(prediction.rollout, self.rollout_path, prediction.fps)
+        if self._rollout_writer is not None and self._rollout_writer.submit(
+                (snapshot.tick, prediction.rollout, prediction.fps)):
+            self.diagnostics.count("rollout_videos_skipped")
+
+    def _write_rollout(self, job: tuple[int, np.ndarray, float]) -> None:
+        """Rollout-writer thread: encode the newest rollout to ``rollout_path``."""
+        from ..processing.video_io import write_mp4
+
+        tick, rollout, fps = job
+        path = write_mp4(rollout, self.rollout_path, fps)
         self.last_rollout_video = str(path)
-        log.info("rollout of snapshot %d written to %s", snapshot.tick, path)
+        self.diagnostics.count("rollout_videos_written")
+        log.info("rollout of snapshot %d written to %s", tick, path)
+
+    def _on_rollout_error(self, job: tuple[int, np.ndarray, float], exc: BaseException) -> None:
+        message = f"rollout video of snapshot {job[0]} to {self.rollout_path}: {type(exc).__name__}: {exc}"
+        self.diagnostics.job_failed(message)
+        log.error("writing the rollout failed: %s", message)
 
     # ----- parameters, services, diagnostics, shutdown ------------------------------------------------------
 
@@ -851,7 +923,9 @@ class PolicyNodeCore:
         info = {
             "mode": self.mode, "profile": self.profile.name, "device": self.params["device"],
             "dry_run": self.dry_run, "paused": self.paused, "task": self.task or "(none)",
-            "model busy": self.worker.busy, "buffered messages": sum(self.buffer.sizes().values()),
+            "model busy": self.worker.busy,
+            "writing rollout video": self._rollout_writer is not None and self._rollout_writer.busy,
+            "buffered messages": sum(self.buffer.sizes().values()),
             "last rollout video": self.last_rollout_video or "none",
         }
         if self.execution is not None:
@@ -866,12 +940,26 @@ class PolicyNodeCore:
         """Publish the current ``DiagnosticArray`` on ``/diagnostics``."""
         self._publish("diagnostics", self.diagnostics_message())
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no snapshot and no rollout video is pending or being processed; True if idle in time."""
+        deadline = time.monotonic() + timeout
+        idle = self.worker.wait_idle(timeout)
+        if self._rollout_writer is not None:
+            idle = self._rollout_writer.wait_idle(max(0.0, deadline - time.monotonic())) and idle
+        return idle
+
     def shutdown(self, timeout: float = 30.0) -> bool:
-        """Stop the worker (the running job finishes, the pending one is dropped) and join it."""
+        """Stop the worker and the rollout writer (running jobs finish, pending ones are dropped), join both.
+
+        Returns True if both threads ended within ``timeout`` seconds in all.
+        """
+        deadline = time.monotonic() + timeout
         self.paused = True
         if self.execution is not None and self.streaming:
             self.execution.on_shutdown()
         joined = self.worker.stop(timeout)
+        if self._rollout_writer is not None:
+            joined = self._rollout_writer.stop(max(0.0, deadline - time.monotonic())) and joined
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=joined)
         return joined

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..processing import limits
 from ..processing.actions import STAT_KEYS
 from ..processing.profiles import MODES, NORMALIZATIONS, PROFILES
 
@@ -124,13 +125,17 @@ PARAMETER_SPEC: tuple[ParameterSpec, ...] = (
     ParameterSpec("raw_action_dim", "integer", 0, "Action columns the robot uses; 0 = the profile's / domain's.",
                   "model", range=(0, 64)),
     ParameterSpec("steps", "integer", 0, "Denoising steps; 0 = the profile's (released: 4).", "model",
-                  range=(0, 1000)),
+                  range=(0, limits.MAX_STEPS)),
     ParameterSpec("seed", "integer", -1, "Noise seed; -1 = the profile's (0).", "model", range=(-1, _MAX_INT)),
     ParameterSpec("binarize_gripper", "bool", False, "Threshold gripper columns at 0.5 in the output.", "model"),
     ParameterSpec("device", "string", "cuda", "Torch device for the model (cuda, cuda:1, cpu).", "model",
                   non_empty=True),
+    ParameterSpec("devices", "string", "", "Two GPUs, one per CFG branch (e.g. cuda:0,cuda:1); empty = 'device'.",
+                  "model"),
+    ParameterSpec("weights", "string", "bf16", "Transformer weight storage: bf16, or fp8 (fits a 24 GB GPU).",
+                  "model", choices=("bf16", "fp8")),
     ParameterSpec("guidance", "double", -1.0, "Classifier-free guidance scale; -1 = the profile's (released: 3).",
-                  "model", runtime=True, range=(-1.0, 100.0)),
+                  "model", runtime=True, range=(-1.0, limits.MAX_GUIDANCE)),
     # --- action statistics (base-model domains) ---
     ParameterSpec("action_normalization", "string", "",
                   "De-normalisation of model actions: none, meanstd, minmax, quantile, quantile_rot; empty = the "
@@ -185,6 +190,9 @@ PARAMETER_SPEC: tuple[ParameterSpec, ...] = (
     ParameterSpec("sync_tolerance", "double", 0.05,
                   "Largest stamp difference between the inputs of one snapshot (seconds).", "timing",
                   range=(0.0, 60.0)),
+    ParameterSpec("max_future_stamp", "double", 1.0,
+                  "Drop (and count) an input stamped more than this ahead of the node clock (seconds).", "timing",
+                  range=(0.0, 3600.0)),
     ParameterSpec("max_buffered_messages", "integer", 100,
                   "Ring-buffer cap per input (memory bound); inverse_dynamics needs chunk/fps seconds of frames.",
                   "timing", range=(2, 10000)),

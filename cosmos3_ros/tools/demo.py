@@ -2,8 +2,8 @@
 
 Writes a tiny random checkpoint (published layout), renders a synthetic three-camera DROID scene, runs the
 released-policy profile on it (policy mode, state row, CFG) and writes ``demo_action.json`` and
-``demo.mp4``. The actions of random weights mean nothing; the run exercises every stage a real
-checkpoint goes through.
+``demo.mp4``. The actions and the rollout video of random weights are noise; the run exercises every stage a
+real checkpoint goes through.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def synthetic_camera(name: str, seed: int = 0) -> np.ndarray:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``demo``."""
-    parser.add_argument("--out", default="demo_out", help="output folder")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="demo_out", help="output folder (created if missing)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
     parser.add_argument("--no-video", action="store_true", help="skip the rollout decode")
     parser.set_defaults(handler=demo_command)
 
@@ -75,4 +75,7 @@ def demo_command(args: argparse.Namespace, stage: Stage) -> int:
         argv += ["--camera", camera]
     if args.no_video:
         argv.append("--no-video")
-    return run.run_command(parser.parse_args(argv), stage)
+    code = run.run_command(parser.parse_args(argv), stage)
+    stage("note: the demo checkpoint has random weights, so its actions and rollout video are noise; the demo "
+          "shows that every stage runs. For real actions use the released checkpoint (see README, Checkpoints).")
+    return code

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DROID_STATE
+from cosmos_test_inputs import DROID_STATE
 
 from cosmos3_ros.processing.predictor import ActionPredictor
 from cosmos3_ros.processing.request import ActionRequest

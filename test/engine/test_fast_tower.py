@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DROID_STATE
+from cosmos_test_inputs import DROID_STATE
 
 from cosmos3_ros.engine.fast import FastGenerationTower, _attention_parts
 from cosmos3_ros.processing.predictor import ActionPredictor

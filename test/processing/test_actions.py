@@ -105,8 +105,26 @@ def test_wrong_action_width_is_an_error():
 
 def test_model_space_pads_to_64_and_back():
     physical = RNG.uniform(-0.5, 0.5, size=(4, 3)).astype(np.float32)
+    physical[:, 2] += 0.5  # the gripper column lives in [0, 1]
     model = to_model_space(physical, gripper_dims=(2,), normalization="meanstd", stats=STATS, model_width=64)
     assert model.shape == (4, 64) and not model[:, 3:].any()
     back = to_physical(model, raw_action_dim=3, gripper_dims=(2,), normalization="meanstd", stats=STATS,
                        binarize_gripper=False)
     np.testing.assert_allclose(back, physical, atol=1e-6)
+
+
+def test_gripper_output_is_clamped_to_its_documented_range():
+    model = np.zeros((3, 64), dtype=np.float32)
+    model[:, 7] = [1.3, 0.4, -0.2]  # model space holds 1 - g: g = -0.3, 0.6, 1.2 before the clamp
+    out = to_physical(model, raw_action_dim=8, gripper_dims=(7,), normalization=None, stats=None,
+                      binarize_gripper=False)
+    np.testing.assert_allclose(out[:, 7], [0.0, 0.6, 1.0], atol=1e-7)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ([[1, 2], [3]], "rows of different lengths"), ([["a", "b"]], "not a numeric"),
+    ([[1e30, 0.0]], "expected \\|x\\| <= 10000"), ([[float("nan"), 0.0]], "expected finite numbers"),
+])
+def test_bad_action_values_are_named(value, message):
+    with pytest.raises(InputError, match=message):
+        as_action_array(value, 2, "actions")

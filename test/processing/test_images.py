@@ -32,9 +32,10 @@ def test_mono_and_rgba_become_rgb():
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    (np.zeros((4, 4, 2)), r"expected \[H, W\]"), (np.full((4, 4, 3), 3.0), "expected \\[0, 1\\]"),
-    (np.full((4, 4, 3), np.nan), "non-finite"), (np.full((4, 4, 3), 300, np.int32), "expected 0..255"),
+    (np.zeros((16, 16, 2)), r"expected \[H, W\]"), (np.full((16, 16, 3), 3.0), "expected \\[0, 1\\]"),
+    (np.full((16, 16, 3), np.nan), "non-finite"), (np.full((16, 16, 3), 300, np.int32), "expected 0..255"),
     ("missing.png", "does not exist"), (3, "unsupported type int"),
+    (np.zeros((1, 1, 3), np.uint8), "image is 1x1; expected at least 16x16"),
 ])
 def test_bad_images_are_named(value, message):
     with pytest.raises(InputError, match=message):
@@ -80,11 +81,48 @@ def test_short_videos_repeat_the_last_frame():
     assert select_frames([1, 2, 3, 4, 5], 3) == [1, 2, 3]
 
 
-def test_half_size_fast_path_equals_bilinear_interpolation():
-    from cosmos3_ros.processing.images import _halve_uint8
-
-    image = RNG.integers(0, 256, size=(360, 640, 3), dtype=np.uint8)
+def _bilinear(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     t = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-    expected = torch.nn.functional.interpolate(t, size=(180, 320), mode="bilinear", align_corners=False)
-    expected = expected[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-    np.testing.assert_array_equal(_halve_uint8(image), expected)
+    return torch.nn.functional.interpolate(t, size=hw, mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("size", [(360, 640), (720, 1280), (480, 640)])
+def test_composite_truncates_the_bilinear_values_as_nvidias_server_does(size):
+    """NVIDIA's server casts the interpolated float image with astype(np.uint8): truncation, for the exterior
+    halves and for the composite's resize to 540x640. The fact pinned: output == floor(bilinear value)."""
+    from cosmos3_ros.processing.images import resize_to
+
+    rng = np.random.default_rng(1)
+    wrist, ext1, ext2 = (rng.integers(0, 256, size=(*size, 3), dtype=np.uint8) for _ in range(3))
+    composed = compose_droid_views(wrist, ext1, ext2)
+    half = (size[0] // 2, size[1] // 2)
+    exact_left = _bilinear(ext1, half)
+    np.testing.assert_array_equal(composed[size[0]:, : size[1] // 2], np.floor(exact_left).astype(np.uint8))
+    # rounding would differ on the pixels whose bilinear value has a fraction >= 0.5 (about half or more of them)
+    rounded = np.rint(exact_left).astype(np.uint8)
+    assert (rounded != composed[size[0]:, : size[1] // 2]).mean() > 0.2
+    final = resize_to(composed, (540, 640))
+    np.testing.assert_array_equal(final, composed if composed.shape[:2] == (540, 640)
+                                  else np.floor(_bilinear(composed, (540, 640))).astype(np.uint8))
+
+
+def test_sixteen_bit_png_keeps_its_range(tmp_path):
+    """A 16-bit grey PNG is scaled (high byte), not clipped to 255 as PIL's convert('RGB') would."""
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    path = tmp_path / "grey16.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I")
+    out = to_rgb_uint8(path)
+    np.testing.assert_array_equal(out[:, :, 0], (ramp >> 8).astype(np.uint8))
+    assert (out == 255).mean() < 0.01
+    np.testing.assert_array_equal(to_rgb_uint8(ramp), out)  # a uint16 array is scaled the same way
+
+
+def test_image_pixel_budget_is_checked_from_the_header(tmp_path):
+    from cosmos3_ros.processing import limits
+
+    path = tmp_path / "huge.png"
+    Image.new("L", (8000, 6000)).save(path)  # 48 MP, a few KB of compressed zeros
+    assert limits.MAX_IMAGE_PIXELS < 8000 * 6000
+    with pytest.raises(InputError, match=r"8000x6000 .* expected at most 40 MP"):
+        to_rgb_uint8(path)

@@ -65,9 +65,15 @@ def test_exact_prompt_string(predictor, droid_cameras):
 
 
 def test_task_ending_with_period_is_not_doubled(predictor, droid_cameras):
-    _, context = predictor.generation_request(ActionRequest(task="  open the drawer.  ", cameras=droid_cameras,
+    _, context = predictor.generation_request(ActionRequest(task="open the drawer. \n ", cameras=droid_cameras,
                                                             state=STATE))
     assert context["caption"].startswith("open the drawer. This video contains")
+
+
+def test_only_trailing_whitespace_is_stripped_from_the_task_as_nvidias_server_does(predictor, droid_cameras):
+    _, context = predictor.generation_request(ActionRequest(task="  open the drawer  ", cameras=droid_cameras,
+                                                            state=STATE))
+    assert context["caption"].startswith("  open the drawer. This video contains")
 
 
 def test_unconditional_prompt_is_the_empty_user_turn(predictor, droid_cameras):
@@ -110,7 +116,9 @@ def test_state_row_survives_denoising_and_output_drops_it(predictor, droid_camer
     assert not result.action_latents[:, 8:].any()  # pad channels stay zero
     actions = predictor.physical_actions(result, context)
     assert actions.shape == (32, 8)
-    np.testing.assert_allclose(actions[:, 7], 1.0 - result.action_latents[1:, 7].numpy(), atol=1e-7)
+    # gripper = 1 - model value, clamped to [0, 1] (the documented 0 open .. 1 closed range)
+    np.testing.assert_allclose(actions[:, 7], np.clip(1.0 - result.action_latents[1:, 7].numpy(), 0, 1), atol=1e-7)
+    assert actions[:, 7].min() >= 0.0 and actions[:, 7].max() <= 1.0
 
 
 def test_gripper_flip_round_trip():

@@ -260,6 +260,189 @@ class RosPeer:
         self.context.try_shutdown()
 
 
+ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
+DROID_CAMERAS = ("wrist", "exterior_1", "exterior_2")
+HOME_Q = (0.0, -0.6, 0.0, -2.2, 0.0, 1.6, 0.8)
+
+
+def droid_params(namespace: str, checkpoint: Path, compressed: tuple[str, ...] = (), **overrides: Any
+                 ) -> dict[str, Any]:
+    """Released-profile parameters with every input under ``namespace`` (absolute names) and a CPU model.
+
+    Cameras named in ``compressed`` are read as CompressedImage from ``.../image_raw/compressed``.
+    """
+    return {
+        "checkpoint": str(checkpoint), "device": "cpu",
+        "camera_topics": [f"{namespace}/{name}/image_raw" + ("/compressed" if name in compressed else "")
+                          for name in DROID_CAMERAS],
+        "joint_state_topic": f"{namespace}/joint_states",
+        "gripper_joint_state_topic": f"{namespace}/gripper/joint_states",
+        # CPU inference of the tiny model on a shared 2-core machine: inputs may wait seconds for the worker.
+        "max_observation_age": 5.0,
+        **overrides,
+    }
+
+
+class DroidInputs:
+    """Publishers of the released profile's inputs (three cameras, arm and gripper joint states, task).
+
+    ``send`` stamps every message alike (node clock of the peer unless given) and publishes one set.
+    """
+
+    def __init__(self, peer: RosPeer, namespace: str, frames: Mapping[str, Any], *,
+                 formats: Mapping[str, str] | None = None) -> None:
+        """``formats``: camera -> ``raw`` (rgb8 Image, the default), ``png`` or ``jpeg`` (CompressedImage on
+        ``<namespace>/<camera>/image_raw/compressed``)."""
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CompressedImage, Image, JointState
+        from std_msgs.msg import String
+
+        self.peer = peer
+        self.namespace = namespace
+        self.frames = dict(frames)
+        self._types = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState}
+        node = peer.node
+        self.formats = {name: (formats or {}).get(name, "raw") for name in DROID_CAMERAS}
+        self.cameras = [
+            node.create_publisher(Image, f"{namespace}/{name}/image_raw", 1) if self.formats[name] == "raw"
+            else node.create_publisher(CompressedImage, f"{namespace}/{name}/image_raw/compressed", 1)
+            for name in DROID_CAMERAS
+        ]
+        self.joints = node.create_publisher(JointState, f"{namespace}/joint_states", 10)
+        self.gripper = node.create_publisher(JointState, f"{namespace}/gripper/joint_states", 10)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.task = node.create_publisher(String, f"{namespace}/task", latched)
+        self._string = String
+        self._encoded: dict[str, bytes] = {}
+
+    def wait_connected(self, timeout: float = 20.0) -> bool:
+        """Wait until the node subscribes to every camera and joint topic."""
+        pubs = [*self.cameras, self.joints, self.gripper]
+        return wait_for(lambda: all(p.get_subscription_count() for p in pubs), timeout)
+
+    def send_task(self, text: str) -> None:
+        self.task.publish(self._string(data=text))
+
+    def image(self, name: str, stamp: Any) -> Any:
+        """The camera message of ``name`` (rgb8 Image, or jpeg CompressedImage) stamped ``stamp``."""
+        frame = self.frames[name]
+        kind = self.formats[name]
+        if kind != "raw":
+            if name not in self._encoded:
+                import io
+
+                from PIL import Image as PILImage
+
+                buffer = io.BytesIO()
+                PILImage.fromarray(frame).save(buffer, format="PNG" if kind == "png" else "JPEG")
+                self._encoded[name] = buffer.getvalue()
+            msg = self._types["CompressedImage"](format=f"rgb8; {kind} compressed bgr8", data=self._encoded[name])
+        else:
+            msg = self._types["Image"](height=frame.shape[0], width=frame.shape[1], encoding="rgb8",
+                                       step=frame.shape[1] * 3, data=frame.tobytes())
+        msg.header.stamp = stamp
+        return msg
+
+    def send(self, q: tuple[float, ...] = HOME_Q, gripper_position: float = 0.04, stamp: Any = None) -> Any:
+        """Publish one synchronised set; returns its stamp (``builtin_interfaces/Time``)."""
+        stamp = stamp if stamp is not None else self.peer.node.get_clock().now().to_msg()
+        for pub, name in zip(self.cameras, DROID_CAMERAS, strict=True):
+            pub.publish(self.image(name, stamp))
+        joint_state = self._types["JointState"]
+        for pub, names, positions in ((self.joints, list(ARM_JOINTS), list(q)),
+                                      (self.gripper, ["fr3_finger_joint1"], [gripper_position])):
+            state = joint_state(name=names, position=positions)
+            state.header.stamp = stamp
+            pub.publish(state)
+        return stamp
+
+    def close(self) -> None:
+        for pub in (*self.cameras, self.joints, self.gripper, self.task):
+            self.peer.node.destroy_publisher(pub)
+
+
+class SimClock:
+    """Publishes ``rosgraph_msgs/Clock`` on /clock from a thread (``rate_hz`` messages per second of wall time).
+
+    Time advances at real speed from ``start_s``; ``jump_to(t)`` sets it (backward or forward).
+    """
+
+    def __init__(self, peer: RosPeer, start_s: float = 1000.0, rate_hz: float = 100.0) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+
+        self._clock_type = Clock
+        self._pub = peer.node.create_publisher(Clock, "/clock", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self._peer = peer
+        self._lock = threading.Lock()
+        self._origin = (start_s, time.monotonic())
+        self._period = 1.0 / rate_hz
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-clock", daemon=True)
+        self._thread.start()
+
+    def now_s(self) -> float:
+        with self._lock:
+            start, wall = self._origin
+        return start + time.monotonic() - wall
+
+    def stamp(self, offset_s: float = 0.0) -> Any:
+        """``builtin_interfaces/Time`` of the sim clock now (+ offset)."""
+        from builtin_interfaces.msg import Time
+
+        ns = round((self.now_s() + offset_s) * 1e9)
+        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+    def jump_to(self, t_s: float) -> None:
+        with self._lock:
+            self._origin = (t_s, time.monotonic())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            msg = self._clock_type()
+            msg.clock = self.stamp()
+            self._pub.publish(msg)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._peer.node.destroy_publisher(self._pub)
+
+
+class DiagnosticsListener:
+    """Keeps the latest ``/diagnostics`` status of one node (matched by its fully qualified name)."""
+
+    def __init__(self, peer: RosPeer, node_name: str) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        self._peer = peer
+        self._node_name = node_name
+        self._lock = threading.Lock()
+        self.latest: Any = None
+        self.latest_stamp_s: float | None = None
+        self._sub = peer.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_array,
+                                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+
+    def _on_array(self, msg: Any) -> None:
+        for status in msg.status:
+            if status.name.startswith(f"{self._node_name}:"):
+                with self._lock:
+                    self.latest = status
+                    self.latest_stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec / 1e9
+
+    def values(self) -> dict[str, str]:
+        """Key -> value of the latest status ({} before the first one)."""
+        with self._lock:
+            status = self.latest
+        return {} if status is None else {kv.key: kv.value for kv in status.values}
+
+    def close(self) -> None:
+        self._peer.node.destroy_subscription(self._sub)
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

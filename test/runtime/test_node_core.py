@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 
 import numpy as np
@@ -556,11 +557,35 @@ def test_rollout_frames_are_published_at_future_stamps_and_saved_as_mp4(harness,
     frames = h.publish.wait_for("rollout_image", 4)
     assert [stamp_ns_of(f) - stamp for f in frames] == [k * DT_NS for k in range(4)]
     assert all(f.encoding == "rgb8" and (f.height, f.width) == (8, 12) for f in frames)
-    assert h.core.worker.wait_idle(5)
+    assert h.core.wait_idle(10)
     video = tmp_path / "last_rollout.mp4"
     assert video.is_file() and video.stat().st_size > 0
     _, values = h.diagnostics()
     assert values["last rollout video"] == str(video)
+    assert values["rollout videos written"] == "1"
+
+
+def test_the_rollout_mp4_is_written_off_the_inference_thread(harness, tmp_path, monkeypatch):
+    """Bug 7 of issue 10: the encode ran on the inference thread, delaying the next chunk."""
+    from cosmos3_ros.processing import video_io
+
+    writers = []
+    real_write = video_io.write_mp4
+
+    def recording_write(*args, **kwargs):
+        writers.append(threading.current_thread().name)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(video_io, "write_mp4", recording_write)
+    h = harness(model=FakeModel(RELEASED_DROID_POLICY, rollout_frames=4), publish_rollout=True,
+                rollout_dir=str(tmp_path))
+    for t in (1.0, 2.0):
+        h.observe(t)
+        h.tick_and_wait()
+    assert h.core.wait_idle(10)
+    _, values = h.diagnostics()
+    assert int(values["rollout videos written"]) + int(values["rollout videos skipped"]) == 2
+    assert writers and set(writers) == {"cosmos3-rollout-mp4"}
 
 
 def test_diagnostics_report_rates_latency_and_counts(harness):
@@ -592,3 +617,59 @@ def test_shutdown_waits_for_a_running_inference_and_joins_the_thread(harness):
     assert not h.core.worker.alive
     assert len(h.publish.messages["action_chunk"]) == 1
     assert h.core.on_timer() == "paused"
+
+
+# ----- time: stamps ahead of the clock, backward clock jumps (issue 9 section 7, issue 10 bug 6) ------------
+
+def test_an_input_stamped_far_ahead_of_the_clock_is_dropped_and_counted(harness):
+    h = harness()
+    h.observe(1.0)
+    # One camera frame an hour ahead: kept, it would be the newest wrist frame until the clock caught up.
+    h.deliver(TOPICS["wrist"], image_msg(IMAGES["wrist"], round(3601.0 * 1e9)))
+    _, values = h.diagnostics()
+    assert values["future stamps dropped"] == "1"
+    assert "3599.990 s ahead of the node clock (1.010 s)" in values["last error"]
+    assert "max_future_stamp=1.0 s" in values["last error"]
+    h.tick_and_wait()
+    h.observe(2.0)
+    h.tick_and_wait()  # later ticks are not stuck as "unsynchronised"
+    assert h.core.diagnostics.skips["unsynchronised"] == 0
+
+
+def test_an_input_within_max_future_stamp_is_kept(harness):
+    h = harness(max_future_stamp=0.5)
+    stamp = h.observe(1.0)
+    h.clock.now = 1.0 - 0.4  # the inputs are now 0.4 s ahead: within the limit
+    assert h.core.buffer.latest("wrist").stamp_ns == stamp
+    h.deliver(TOPICS["wrist"], image_msg(IMAGES["wrist"], round(1.7 * 1e9)))  # 1.1 s ahead of 0.6 s
+    assert h.core.buffer.latest("wrist").stamp_ns == stamp
+    assert h.core.diagnostics.counts["future_stamps_dropped"] == 1
+
+
+def test_a_backward_clock_jump_flushes_the_buffers_and_is_reported(harness):
+    h = harness()
+    for k in range(5):
+        h.observe(40.0 + k / 10)
+    h.tick_and_wait()
+    # The bag loops: the clock goes back 30 s and the inputs start again from 10 s.
+    h.clock.now = 10.0
+    assert h.core.on_timer() == "clock_jumped_back"
+    assert sum(h.core.buffer.sizes().values()) == 0
+    status, values = h.diagnostics()
+    assert values["clock jumps backward"] == "1"
+    assert values["last clock jump"].startswith("back 30.")
+    assert "node clock jumped back 30." in status.message and status.level == 1
+    for k in range(5):
+        h.observe(10.0 + k / 10)
+    # Rates restart from the new time instead of dividing by a negative or tiny span.
+    assert float(values["input rate wrist (Hz)"]) < 100
+    assert float(h.diagnostics()[1]["input rate wrist (Hz)"]) == pytest.approx(10.0, rel=0.01)
+    h.tick_and_wait()  # the next tick serves the new inputs
+
+
+def test_the_clock_standing_still_is_not_a_jump(harness):
+    h = harness()
+    h.observe(1.0)
+    h.tick_and_wait()
+    assert h.core.on_timer() == "no_new_observation"
+    assert h.core.diagnostics.counts["clock_jumps_backward"] == 0

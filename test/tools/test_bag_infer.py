@@ -27,10 +27,10 @@ from bag_fixtures import (
 )
 
 from cosmos3_ros.errors import InputError
-from cosmos3_ros.tools.bag_eval import error_summary, mae_by_step
-from cosmos3_ros.tools.bag_outputs import ChunkRecord, Journal
-from cosmos3_ros.tools.bag_source import StateRule, task_for
-from cosmos3_ros.tools.bag_windows import grid_times, held_values, hold_indices, plan_windows
+from cosmos3_ros.labelling.bag_source import StateRule, task_for
+from cosmos3_ros.labelling.evaluation import error_summary, mae_by_step
+from cosmos3_ros.labelling.outputs import ChunkRecord, Journal
+from cosmos3_ros.labelling.windows import grid_times, held_values, hold_indices, plan_windows
 from cosmos3_ros.tools.cli import main
 
 FAST = ["--chunk", "2", "--resolution-tier", "256", "--steps", "1"]

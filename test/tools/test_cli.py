@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DROID_STATE
+from cosmos_test_inputs import DROID_STATE
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -132,3 +132,28 @@ def test_bad_checkpoint_exits_2(tmp_path, capsys):
 def test_make_tiny_checkpoint_command(tmp_path, capsys):
     assert _run(["make-tiny-checkpoint", tmp_path / "t", "--seed", "3"], capsys)[0] == 0
     assert json.loads((tmp_path / "t" / "checkpoint.json").read_text())["seed"] == 3
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["bag-infer"], ["bench"], ["make-tiny-checkpoint"]])
+def test_help_is_plain_text_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "``" not in text and ":class:" not in text  # no RST markup
+    if command:
+        assert "example" in text and "cosmos3-ros " + command[0] in text
+
+
+def test_run_help_states_defaults_units_and_that_out_is_a_prefix(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "output file prefix (not a folder)" in text and "demo and bag-infer take a folder" in text
+    assert "(default: cpu)" in text and "in Hz" in text and "released: 4, base: 30" in text
+
+
+def test_demo_says_its_outputs_are_noise(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--no-video"])
+    assert code == 0
+    assert "random weights, so its actions and rollout video are noise" in capsys.readouterr().err

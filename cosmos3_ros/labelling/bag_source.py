@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..runtime.image_decoding import ros_image_to_rgb
 from ..runtime.robot_state import read_gripper, read_joint_positions
 from ..runtime.stamps import stamp_to_ns
-from .bag_outputs import CopiedTopic
+from .outputs import CopiedTopic
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"

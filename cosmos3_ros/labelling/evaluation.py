@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .bag_outputs import ChunkRecord
+from .outputs import ChunkRecord
 
 
 def error_summary(predicted: np.ndarray, reference: np.ndarray, dimension_names: Sequence[str],
@@ -135,7 +135,8 @@ def plot_chunks(mode: str, records: Sequence[ChunkRecord], recorded: Mapping[str
     rows = (dims + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 2.0 * rows + 0.6), squeeze=False, sharex=True)
     chosen = sorted((r for r in records if r.mode == mode), key=lambda r: r.window)
-    styles = {"joint_states": ("tab:gray", "-"), "commands": ("tab:green", "--")}
+    styles = {"joint_states": ("tab:gray", "-"), "commands": ("tab:green", "--"), "state": ("tab:gray", "-"),
+              "action": ("tab:green", "--")}
     for d, name in enumerate(dimension_names):
         ax = axes[d // cols][d % cols]
         for label, (stamps, values) in recorded.items():

@@ -43,6 +43,8 @@ class ChunkRecord:
         model_s: wall seconds of the model call.
         frame_stamps_ns: camera topic -> header stamps of the messages used per frame.
         state: robot state at t0 given to the model, or None.
+        episode: dataset episode index (dataset labelling; None for bags).
+        row_frames: per action row, the dataset ``frame_index`` held at the row's time (dataset labelling).
 
     """
 
@@ -58,10 +60,12 @@ class ChunkRecord:
     model_s: float
     frame_stamps_ns: Mapping[str, Sequence[int]]
     state: Sequence[float] | None = None
+    episode: int | None = None
+    row_frames: Sequence[int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (float32 actions survive a round trip exactly)."""
-        return {
+        doc = {
             "kind": "chunk", "window": self.window, "mode": self.mode, "t0_ns": self.t0_ns,
             "start_ns": self.start_ns, "stamp_ns": self.stamp_ns, "log_ns": self.log_ns, "seed": self.seed,
             "task": self.task, "actions": np.asarray(self.actions, dtype=np.float32).tolist(),
@@ -69,6 +73,10 @@ class ChunkRecord:
             "frame_stamps_ns": {k: [int(v) for v in vals] for k, vals in self.frame_stamps_ns.items()},
             "state": None if self.state is None else [float(v) for v in self.state],
         }
+        if self.episode is not None:  # dataset journals only: bag journals keep their exact layout
+            doc["episode"] = int(self.episode)
+            doc["row_frames"] = None if self.row_frames is None else [int(v) for v in self.row_frames]
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ChunkRecord:
@@ -79,6 +87,8 @@ class ChunkRecord:
             actions=np.asarray(doc["actions"], dtype=np.float32), model_s=float(doc["model_s"]),
             frame_stamps_ns={k: [int(v) for v in vals] for k, vals in doc["frame_stamps_ns"].items()},
             state=None if doc.get("state") is None else [float(v) for v in doc["state"]],
+            episode=None if doc.get("episode") is None else int(doc["episode"]),
+            row_frames=None if doc.get("row_frames") is None else [int(v) for v in doc["row_frames"]],
         )
 
 
@@ -89,25 +99,97 @@ class WindowFailure:
     window: int
     t0_ns: int
     reason: str
+    episode: int | None = None  # dataset labelling; window -1 = the whole episode
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict."""
-        return {"kind": "failure", "window": self.window, "t0_ns": self.t0_ns, "reason": self.reason}
+        doc: dict[str, Any] = {"kind": "failure", "window": self.window, "t0_ns": self.t0_ns, "reason": self.reason}
+        if self.episode is not None:
+            doc["episode"] = int(self.episode)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> WindowFailure:
+        """Inverse of ``to_json``."""
+        return cls(int(doc["window"]), int(doc["t0_ns"]), str(doc["reason"]),
+                   None if doc.get("episode") is None else int(doc["episode"]))
+
+
+@dataclass(frozen=True)
+class EpisodeDone:
+    """Dataset labelling: every window of ``episode`` is in the journal (``windows`` planned, skips included)."""
+
+    episode: int
+    windows: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict."""
+        return {"kind": "episode", "episode": self.episode, "windows": self.windows}
+
+
+JournalItem = ChunkRecord | WindowFailure | EpisodeDone
+
+
+def item_from_json(doc: Mapping[str, Any]) -> JournalItem:
+    """A journal line (or a worker's message) back as its dataclass."""
+    if doc["kind"] == "chunk":
+        return ChunkRecord.from_json(doc)
+    if doc["kind"] == "failure":
+        return WindowFailure.from_json(doc)
+    if doc["kind"] == "episode":
+        return EpisodeDone(int(doc["episode"]), int(doc["windows"]))
+    raise ValueError(f"unknown journal entry kind {doc['kind']!r}")
 
 
 class Journal:
     """Append-only JSONL journal of finished chunks; the first line holds the run's settings."""
 
     def __init__(self, path: Path, settings: Mapping[str, Any], records: list[ChunkRecord],
-                 failures: list[WindowFailure]) -> None:
+                 failures: list[WindowFailure], episodes: list[EpisodeDone] | None = None,
+                 journal_format: str = JOURNAL_FORMAT) -> None:
         self.path = path
         self.settings = dict(settings)
         self.records = records
         self.failures = failures
+        self.episodes = episodes if episodes is not None else []
+        self.format = journal_format
         self._file: io.TextIOWrapper | None = None
+        # (episode -> finished (window, mode), failed windows) and finished episodes: kept up to date on append,
+        # so a dataset run asks "is this already written?" in O(1) however long the journal is.
+        self._by_episode: dict[int | None, tuple[set[tuple[int, str]], set[int]]] = {}
+        self._finished: set[int] = set()
+        for item in [*records, *failures, *self.episodes]:
+            self._index(item)
+
+    def _index(self, item: JournalItem) -> None:
+        if isinstance(item, EpisodeDone):
+            self._finished.add(item.episode)
+            return
+        done, failed = self._by_episode.setdefault(item.episode, (set(), set()))
+        if isinstance(item, ChunkRecord):
+            done.add((item.window, item.mode))
+        else:
+            failed.add(item.window)
+
+    def has(self, item: JournalItem) -> bool:
+        """True when the journal already holds ``item`` (the same chunk, window failure or finished episode)."""
+        if isinstance(item, EpisodeDone):
+            return item.episode in self._finished
+        done, failed = self._by_episode.get(item.episode, (set(), set()))
+        return (item.window, item.mode) in done if isinstance(item, ChunkRecord) else item.window in failed
+
+    def episode_state(self, episode: int | None) -> tuple[frozenset[tuple[int, str]], frozenset[int]]:
+        """Finished ``(window, mode)`` and failed windows of ``episode``."""
+        done, failed = self._by_episode.get(episode, (set(), set()))
+        return frozenset(done), frozenset(failed)
+
+    def finished_episodes(self) -> set[int]:
+        """Episodes marked done."""
+        return set(self._finished)
 
     @classmethod
-    def open(cls, out_dir: Path, settings: Mapping[str, Any], *, resume: bool) -> Journal:
+    def open(cls, out_dir: Path, settings: Mapping[str, Any], *, resume: bool,
+             journal_format: str = JOURNAL_FORMAT) -> Journal:
         """Start a new journal, or (``resume``) continue one whose settings equal ``settings``.
 
         Raises:
@@ -120,16 +202,16 @@ class Journal:
             raise InputError(f"--out {str(out_dir)!r} already holds a journal ({JOURNAL_NAME}); pass --resume to "
                              f"continue it, or choose another --out")
         if not path.exists() or not resume:
-            journal = cls(path, settings, [], [])
+            journal = cls(path, settings, [], [], journal_format=journal_format)
             journal._rewrite()
             return journal
-        header, records, failures, clean = _read_journal(path)
+        header, records, failures, episodes, clean = _read_journal(path, journal_format)
         differing = sorted(k for k in set(header) | set(settings) if header.get(k) != settings.get(k))
         if differing:
             key = differing[0]
             raise InputError(f"--resume: {path} was written with different settings ({', '.join(differing)}); "
                              f"{key}: journal {header.get(key)!r}, now {settings.get(key)!r}")
-        journal = cls(path, settings, records, failures)
+        journal = cls(path, settings, records, failures, episodes, journal_format)
         if not clean:
             journal._rewrite()  # drop a line cut off by a crash
         return journal
@@ -137,8 +219,8 @@ class Journal:
     def _rewrite(self) -> None:
         tmp = self.path.with_name(self.path.name + ".partial")
         with tmp.open("w") as f:
-            f.write(json.dumps({"kind": "header", "format": JOURNAL_FORMAT, "settings": self.settings}) + "\n")
-            for item in [*self.records, *self.failures]:
+            f.write(json.dumps({"kind": "header", "format": self.format, "settings": self.settings}) + "\n")
+            for item in [*self.records, *self.failures, *self.episodes]:
                 f.write(json.dumps(item.to_json()) + "\n")
         os.replace(tmp, self.path)
 
@@ -150,7 +232,7 @@ class Journal:
         """Windows recorded as failed."""
         return {f.window for f in self.failures}
 
-    def append(self, item: ChunkRecord | WindowFailure) -> None:
+    def append(self, item: JournalItem) -> None:
         """Write one line and flush it to disk."""
         if self._file is None:
             self._file = self.path.open("a")
@@ -159,8 +241,11 @@ class Journal:
         os.fsync(self._file.fileno())
         if isinstance(item, ChunkRecord):
             self.records.append(item)
-        else:
+        elif isinstance(item, WindowFailure):
             self.failures.append(item)
+        else:
+            self.episodes.append(item)
+        self._index(item)
 
     def close(self) -> None:
         """Close the file (appending again reopens it)."""
@@ -169,7 +254,8 @@ class Journal:
             self._file = None
 
 
-def _read_journal(path: Path) -> tuple[dict[str, Any], list[ChunkRecord], list[WindowFailure], bool]:
+def _read_journal(path: Path, journal_format: str = JOURNAL_FORMAT
+                  ) -> tuple[dict[str, Any], list[ChunkRecord], list[WindowFailure], list[EpisodeDone], bool]:
     """Settings, records, failures, and whether every line was complete."""
     lines = path.read_text().split("\n")
     clean = lines[-1] == ""
@@ -178,24 +264,28 @@ def _read_journal(path: Path) -> tuple[dict[str, Any], list[ChunkRecord], list[W
         head = json.loads(lines[0]) if lines else {}
     except json.JSONDecodeError:
         head = {}
-    if head.get("kind") != "header" or head.get("format") != JOURNAL_FORMAT:
-        raise InputError(f"--resume: {path} is not a bag-infer journal (first line is not a {JOURNAL_FORMAT} header)")
-    records: dict[tuple[int, str], ChunkRecord] = {}
-    failures: dict[int, WindowFailure] = {}
+    if head.get("kind") != "header" or head.get("format") != journal_format:
+        kind = journal_format.split(".")[1].replace("_", "-")
+        raise InputError(f"--resume: {path} is not a {kind} journal (first line is not a {journal_format} header)")
+    records: dict[tuple[int | None, int, str], ChunkRecord] = {}
+    failures: dict[tuple[int | None, int], WindowFailure] = {}
+    episodes: dict[int, EpisodeDone] = {}
     for number, line in enumerate(lines[1:], start=2):
         try:
             doc = json.loads(line)
-            if doc["kind"] == "chunk":
-                record = ChunkRecord.from_json(doc)
-                records[(record.window, record.mode)] = record
-            elif doc["kind"] == "failure":
-                failures[int(doc["window"])] = WindowFailure(int(doc["window"]), int(doc["t0_ns"]), str(doc["reason"]))
+            item = item_from_json(doc)
+            if isinstance(item, ChunkRecord):
+                records[(item.episode, item.window, item.mode)] = item
+            elif isinstance(item, WindowFailure):
+                failures[(item.episode, item.window)] = item
+            else:
+                episodes[item.episode] = item
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             if number == len(lines):  # the last line may have been cut off by a crash
                 clean = False
                 break
             raise InputError(f"--resume: {path} line {number} is not a journal entry ({exc})") from exc
-    return head["settings"], list(records.values()), list(failures.values()), clean
+    return head["settings"], list(records.values()), list(failures.values()), list(episodes.values()), clean
 
 
 # ----- atomic files ---------------------------------------------------------------------------------------------
