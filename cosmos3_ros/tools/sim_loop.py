@@ -179,10 +179,17 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
         def now() -> float:
             return sim.get_clock().now().nanoseconds / 1e9
 
-        deadline = time.monotonic() + 20.0
-        while time.monotonic() < deadline and not (node.core.latest_state() is not None
-                                                   and sim._joint_pub.get_subscription_count() > 0):
-            time.sleep(0.05)
+        # Discovery first: every link of the loop matched (on a loaded machine this can take seconds).
+        links = [lambda: node.core.latest_state() is not None,
+                 lambda: sim._joint_pub.get_subscription_count() > 0,
+                 lambda: all(p.get_subscription_count() > 0 for p in sim._camera_pubs),
+                 lambda: node._output_publishers["joint_trajectory"].get_subscription_count() > 0,
+                 lambda: estop_pub.get_subscription_count() > 0]
+        if config.scenarios:
+            links.append(lambda: beat_pub.get_subscription_count() > 0)
+        if not _wait(lambda: all(link() for link in links), 60.0):
+            raise InputError("sim-loop: the policy node and the simulated FR3 did not discover each other in 60 s "
+                             "(ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE?)")
         time.sleep(0.5)
         t_start = now()
         stage(f"running {config.duration_s} s")
