@@ -15,6 +15,7 @@ Options (combine with ``+``, e.g. ``prefix+blend``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -60,6 +61,7 @@ def blend_into(running: TimedTrajectory, times: np.ndarray, targets: np.ndarray,
     return out
 
 
-def running_rows(running: TimedTrajectory, start_s: float, dt_s: float, count: int) -> np.ndarray:
-    """``[count, J]`` positions of the running trajectory at ``start_s + (k + 1) dt`` (held after its end)."""
-    return np.stack([running.sample(start_s + (k + 1) * dt_s)[0] for k in range(count)])
+def running_rows(running: Callable[[float], tuple[np.ndarray, np.ndarray]], start_s: float, dt_s: float,
+                 count: int) -> np.ndarray:
+    """``[count, J]`` commanded positions (``running(t) -> (position, velocity)``) at ``start_s + (k + 1) dt``."""
+    return np.stack([running(start_s + (k + 1) * dt_s)[0] for k in range(count)])

@@ -57,7 +57,7 @@ class StreamingExecution:
             blend_steps=params["blend_steps"], expected_latency_s=params["expected_model_latency"],
             latency_margin_s=params["latency_margin"], min_lead_s=params["min_lead_time"],
             hold_time_s=params["hold_time"], use_velocities=params["trajectory_velocities"],
-            max_prefix_steps=max(1, profile.chunk // 2),
+            max_prefix_steps=max(1, profile.chunk - 8),  # at least 8 generated rows
         )
         limits = JointLimits.from_parameters(
             self.joint_names, position_min=params["joint_position_min"], position_max=params["joint_position_max"],
@@ -114,6 +114,8 @@ class StreamingExecution:
         """A failed model call: hold at the measured joints."""
         with self._lock:
             self.executor.on_request_failed(plan)
+            if self.executor.holding:  # already holding (e-stop, dead-man, ...): that hold stays
+                return
         self.hold("model_error")
 
     def on_skip(self, now: float, reason: str) -> None:

@@ -59,7 +59,7 @@ class ExecutionSettings:
     latency_margin_s: float = 0.05
     min_lead_s: float = 0.1
     hold_time_s: float = 0.25
-    max_prefix_steps: int = 16
+    max_prefix_steps: int = 24
     use_velocities: bool = True
 
     def validate(self) -> frozenset[str]:
@@ -137,6 +137,7 @@ class ChunkExecutor:
         # the running trajectory as the controller runs it: the published points preceded by the commanded
         # state at publication (the controller interpolates from its state at receipt to the first point)
         self.active: TimedTrajectory | None = None
+        self._previous: TimedTrajectory | None = None
         self.active_gripper: tuple[np.ndarray, np.ndarray] | None = None  # (times [N], values [N])
         self.take_over_s = -math.inf
         self.in_flight: RequestPlan | None = None
@@ -179,15 +180,22 @@ class ChunkExecutor:
         prefix = None
         running = self.active if not self.holding else None
         arm = list(s.arm_columns)
+        # rows earlier than arrival + min_lead are dropped: the first row kept is about obs + latency + lead
+        ahead = steps_covering(latency + s.min_lead_s, s.dt_s)
         if running is not None and "rollforward" in self.options:
-            base = obs_time_s + steps_covering(latency, s.dt_s) * s.dt_s
-            state[arm] = running.sample(base)[0]
+            base = obs_time_s + (ahead - 1) * s.dt_s  # row 0 of the new chunk is the first one kept
+            state[arm] = self.commanded(base)[0]
         elif running is not None and "prefix" in self.options:
-            count = min(steps_covering(latency, s.dt_s), s.max_prefix_steps)
+            count = min(ahead, s.max_prefix_steps)  # every row up to the first one kept
             prefix = np.repeat(state[None, :], count, axis=0)
-            prefix[:, arm] = running_rows(running, obs_time_s, s.dt_s, count)
-            if s.gripper_column is not None and self.gripper is not None and self.gripper.closed is not None:
-                prefix[:, s.gripper_column] = 1.0 if self.gripper.closed else 0.0
+            prefix[:, arm] = running_rows(self.commanded, obs_time_s, s.dt_s, count)
+            if s.gripper_column is not None and self.active_gripper is not None:
+                # the running chunk's own gripper column at those times: the new chunk then repeats, for those
+                # rows, exactly what the running one would have commanded (no stale open/close re-sent)
+                times, values = self.active_gripper
+                at = obs_time_s + (np.arange(count) + 1) * s.dt_s
+                prefix[:, s.gripper_column] = values[np.clip(np.searchsorted(times, at, side="right") - 1, 0,
+                                                             len(values) - 1)]
         plan = RequestPlan(obs_time_s, base, state, prefix, self.epoch, latency)
         self.in_flight = plan
         self.counters["requests"] += 1
@@ -229,17 +237,22 @@ class ChunkExecutor:
                                          f"{now - plan.obs_time_s:.3f} s)", dropped)
         times = times[keep]
         targets = actions[keep][:, list(s.arm_columns)]
-        anchor_p, anchor_v = self._commanded_state(now, measured_arm)
+        # Plan from the commanded state half the lead ahead: the controller receives the trajectory a transport
+        # delay after now and interpolates from its state then, so its first segment is never shorter (and its
+        # acceleration never higher) than planned as long as that delay stays under half the lead.
+        anchor_t = now + 0.5 * s.min_lead_s
+        anchor_p, anchor_v = self._commanded_state(anchor_t, measured_arm)
         if "blend" in self.options and self.active is not None and not self.holding:
             targets = blend_into(self.active, times, targets, s.blend_steps)
         measured = None if measured_arm is None else np.asarray(measured_arm, dtype=np.float64)
-        limited, times, velocities, report = self._limited(now, times, targets, anchor_p, anchor_v, measured)
+        limited, times, velocities, report = self._limited(anchor_t, times, targets, anchor_p, anchor_v, measured)
         if report.rejected:
             self.counters["chunks_rejected"] += 1
             return ExecutionResult(None, f"chunk rejected: {report.rejected}", dropped, report)
         self.counters["values_clamped"] += report.total
         trajectory = TimedTrajectory(plan.obs_time_s, times - plan.obs_time_s, limited, velocities)
-        self.active = _with_anchor(trajectory, now, anchor_p, anchor_v)
+        self._previous = self.active
+        self.active = _with_anchor(trajectory, anchor_t, anchor_p, anchor_v)
         self.take_over_s = now
         self.holding = ""
         if s.gripper_column is not None:
@@ -318,10 +331,17 @@ class ChunkExecutor:
         stop = self.limits.clip_positions(positions[-1] + 0.5 * velocity * stop_time)
         return np.vstack([positions, stop]), np.concatenate([times, [times[-1] + stop_time]])
 
+    def commanded(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Commanded position and velocity at ``t`` (the previous trajectory until the running one's anchor)."""
+        assert self.active is not None
+        if self._previous is not None and t < self.active.absolute_times[0]:
+            return self._previous.sample(t)
+        return self.active.sample(t)
+
     def _commanded_state(self, now: float, measured_arm: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
         """Position and velocity the controller is at now: the running trajectory's, else the measured joints."""
         if self.active is not None:
-            return self.active.sample(now)
+            return self.commanded(now)
         if measured_arm is None:
             raise InputError("no running trajectory and no measured joints: cannot anchor the trajectory")
         measured = np.asarray(measured_arm, dtype=np.float64)
@@ -357,10 +377,11 @@ class ChunkExecutor:
         if measured.ndim != 1 or not np.all(np.isfinite(measured)):
             raise InputError(f"hold: measured joints {measured.tolist()}; expected finite [J]")
         position = self.limits.clip_positions(measured)
-        anchor_p, anchor_v = self.active.sample(now) if self.active is not None else (position, 0.0 * position)
+        anchor_p, anchor_v = self.commanded(now) if self.active is not None else (position, 0.0 * position)
         trajectory = TimedTrajectory(now, np.array([self._hold_duration(anchor_p, anchor_v, position)]),
                                      position[None, :],
                                      np.zeros((1, measured.shape[0])) if self.settings.use_velocities else None)
+        self._previous = None
         self.active = _with_anchor(trajectory, now, anchor_p, anchor_v)
         self.active_gripper = None
         self.take_over_s = now

@@ -101,6 +101,10 @@ class ExecutionHooks(Protocol):
         """The node is stopping."""
         ...
 
+    def report(self) -> dict[str, Any]:
+        """Values for /diagnostics (e-stop, holds, chunks refused, values clamped, ...)."""
+        ...
+
 
 class ActionModel(Protocol):
     """What the node needs from ``processing.predictor.ActionPredictor``."""
@@ -925,6 +929,8 @@ class PolicyNodeCore:
             "buffered messages": sum(self.buffer.sizes().values()),
             "last rollout video": self.last_rollout_video or "none",
         }
+        if self.execution is not None:
+            info.update({f"execution {k}": v for k, v in self.execution.report().items()})
         report = self.diagnostics.report(now, info)
         return build_diagnostic_array(
             self._factory, report, stamp_ns=seconds_to_ns(now), name=self._diagnostic_name,

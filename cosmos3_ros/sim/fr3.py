@@ -94,7 +94,10 @@ class SimulatedFR3:
         self.step(now)
         old = self.follower.current
         before = [self.follower.sample(now + k * self.control_dt)[0] for k in (-1, 0)]
-        old_next = self.follower.sample(now + self.control_dt)[0]
+        future = None if trajectory is None or len(trajectory.times_s) == 0 else (
+            trajectory.absolute_times if trajectory.stamp_s != 0.0 else now + trajectory.times_s)
+        first_index = None if future is None or not np.any(future >= now) else int(np.argmax(future >= now))
+        old_at_first = None if first_index is None else self.follower.sample(float(future[first_index]))[0]
         self._count_executed(now)
         start_p, start_v = self.follower.sample(now) if self.open_loop_control else (self.q, self.qd)
         accepted = self.follower.receive(trajectory, now, start_p, start_v)
@@ -105,7 +108,10 @@ class SimulatedFR3:
         self.metrics.stale_points += accepted.stale_points
         if old is not None:
             after = [self.follower.sample(now + k * self.control_dt)[0] for k in (1, 2)]
-            jump = float(np.max(np.abs(after[0] - old_next)))
+            # the change of target across the hand-over: the new trajectory's first point against where the old
+            # one would have been commanded at that time (what the running motion itself explains)
+            jump = 0.0 if first_index is None else float(np.max(np.abs(
+                accepted.trajectory.positions[first_index] - old_at_first)))
             third = (after[1] - 3 * after[0] + 3 * before[1] - before[0]) / self.control_dt**3
             self.metrics.handovers.append(HandOver(now, jump, float(np.max(np.abs(third)))))
         times = accepted.trajectory.absolute_times

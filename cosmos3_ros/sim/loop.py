@@ -46,7 +46,7 @@ class LoopConfig:
 
     """
 
-    handover: str = "prefix"
+    handover: str = "prefix+blend"
     execution_horizon: int = 8
     blend_steps: int = 4
     model_latency_s: float = 0.66

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the checkpoint policy")
     parser.add_argument("--model-latency", type=float, default=0.66, help="scripted policy latency (s)")
     parser.add_argument("--disagreement", type=float, default=0.05, help="scripted chunk-to-chunk offset (rad)")
-    parser.add_argument("--handover", default="prefix", help="none | blend | rollforward | prefix | a+b")
+    parser.add_argument("--handover", default="prefix+blend", help="none | blend | rollforward | prefix | a+b")
     parser.add_argument("--horizon", type=int, default=8, help="execution_horizon (steps)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured part of the run (s)")
     parser.add_argument("--seed", type=int, default=0)
@@ -179,10 +179,17 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
         def now() -> float:
             return sim.get_clock().now().nanoseconds / 1e9
 
-        deadline = time.monotonic() + 20.0
-        while time.monotonic() < deadline and not (node.core.latest_state() is not None
-                                                   and sim._joint_pub.get_subscription_count() > 0):
-            time.sleep(0.05)
+        # Discovery first: every link of the loop matched (on a loaded machine this can take seconds).
+        links = [lambda: node.core.latest_state() is not None,
+                 lambda: sim._joint_pub.get_subscription_count() > 0,
+                 lambda: all(p.get_subscription_count() > 0 for p in sim._camera_pubs),
+                 lambda: node._output_publishers["joint_trajectory"].get_subscription_count() > 0,
+                 lambda: estop_pub.get_subscription_count() > 0]
+        if config.scenarios:
+            links.append(lambda: beat_pub.get_subscription_count() > 0)
+        if not _wait(lambda: all(link() for link in links), 60.0):
+            raise InputError("sim-loop: the policy node and the simulated FR3 did not discover each other in 60 s "
+                             "(ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE?)")
         time.sleep(0.5)
         t_start = now()
         stage(f"running {config.duration_s} s")
@@ -280,9 +287,11 @@ def _dds_metrics(config: LoopConfig, record: Any, metrics: Any, receipts: list[t
             result["estop_hold_ms"] = (after[first][0] - scenario["estop"]) * 1e3
             result["estop_hold_points"] = after[first][1]
             result["commands_in_flight_at_estop"] = first
-            result["commands_after_estop"] = len(after) - first - 1
+            # motion commands (chunks) between the hold and the release; a repeated hold moves nothing
+            result["commands_after_estop"] = sum(1 for r in after[first + 1:] if r[1] > 1)
+            result["holds_during_estop"] = sum(1 for r in after[first + 1:] if r[1] == 1)
         else:
-            result["commands_after_estop"] = len(after)
+            result["commands_after_estop"] = sum(1 for r in after if r[1] > 1)
     if "release" in scenario:
         result["chunks_after_release"] = sum(1 for r in receipts if r[2] and r[1] > 1 and scenario["release"] <= r[0]
                                              < scenario.get("deadman_due", math.inf))

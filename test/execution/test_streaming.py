@@ -92,7 +92,8 @@ def test_prefix_plan_hands_the_running_rows_to_the_model():
     ex.on_chunk(T0 + 0.3, plan, chunk(), HOME)
     obs = T0 + 0.5
     second = ex.plan_request(T0 + 0.52, obs, state())
-    count = math.ceil((0.3 + ex.settings.latency_margin_s) / DT)
+    # every row up to the first one that will be kept: latency estimate + margin + the lead
+    count = math.ceil((0.3 + ex.settings.latency_margin_s + ex.settings.min_lead_s) / DT)
     assert second.prefix.shape == (count, 8)
     for k in range(count):
         np.testing.assert_allclose(second.prefix[k, :7], ex.active.sample(obs + (k + 1) * DT)[0])
@@ -105,8 +106,8 @@ def test_rollforward_plan_moves_the_state_and_the_time_base():
     ex.on_chunk(T0 + 0.3, plan, chunk(), HOME)
     obs = T0 + 0.5
     second = ex.plan_request(T0 + 0.52, obs, state(g=0.5))
-    steps = math.ceil((0.3 + ex.settings.latency_margin_s) / DT)
-    assert second.base_time_s == pytest.approx(obs + steps * DT)
+    steps = math.ceil((0.3 + ex.settings.latency_margin_s + ex.settings.min_lead_s) / DT)
+    assert second.base_time_s == pytest.approx(obs + (steps - 1) * DT)  # row 0 is the first row kept
     np.testing.assert_allclose(second.state[:7], ex.active.sample(second.base_time_s)[0])
     assert second.state[7] == 0.5 and second.prefix is None
 

@@ -121,8 +121,8 @@ def test_closed_loop_meets_the_goals(handover):
     assert len(record.t) == len(record.commanded) and record.handovers
 
 
-def test_prefix_hand_over_is_continuous_where_none_jumps():
+def test_prefix_blend_hand_over_is_continuous_where_none_jumps():
     none, _ = run_loop(LoopConfig(handover="none", duration_s=8.0, seed=2, scenarios=False))
-    prefix, _ = run_loop(LoopConfig(handover="prefix", duration_s=8.0, seed=2, scenarios=False))
-    assert prefix["handover_jump_rad_max"] <= 0.2 * 0.05
-    assert prefix["handover_jump_rad_max"] < none["handover_jump_rad_max"]
+    smooth, _ = run_loop(LoopConfig(handover="prefix+blend", duration_s=8.0, seed=2, scenarios=False))
+    assert smooth["handover_jump_rad_max"] <= 0.2 * 0.05  # the goal: 20 % of the disagreement
+    assert none["handover_jump_rad_max"] > 2 * smooth["handover_jump_rad_max"]
