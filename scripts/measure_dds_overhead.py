@@ -83,6 +83,7 @@ def serve(args: argparse.Namespace) -> None:
     executor.shutdown(timeout_sec=1.0)
     node.destroy_node()
     rclpy.try_shutdown()
+    rclpy.get_default_context().destroy()  # the DDS participant and its shared-memory files
     os._exit(0)
 
 
@@ -141,6 +142,15 @@ class Client:
             pub.publish(state)
         return (stamp.sec, stamp.nanosec)
 
+    def close(self) -> None:
+        """Stop spinning and remove the DDS participant (and its shared-memory files)."""
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+        rclpy.get_default_context().destroy()
+
     def wait(self, predicate, timeout: float) -> bool:
         """Poll ``predicate`` (under the lock) until true or ``timeout`` s pass."""
         deadline = time.monotonic() + timeout
@@ -157,6 +167,30 @@ def percentiles(values: list[float]) -> dict[str, float]:
     a = np.asarray(values) * 1e3
     return {"n": len(values), "p50_ms": round(float(np.percentile(a, 50)), 2),
             "p99_ms": round(float(np.percentile(a, 99)), 2), "max_ms": round(float(a.max()), 2)}
+
+
+def fastdds_shm_files() -> set[str]:
+    """Fast DDS shared-memory files under /dev/shm."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        return set()
+    return {p.name for p in shm.iterdir() if p.name.startswith(("fastrtps_", "sem.fastrtps_"))}
+
+
+def remove_unused_shm(before: set[str]) -> None:
+    """Remove the Fast DDS files created since ``before`` that no live process maps or holds open."""
+    in_use: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                in_use.update(line.rsplit("/dev/shm/", 1)[1].split(" ")[0]
+                              for line in (proc / "maps").read_text().splitlines() if "/dev/shm/" in line)
+            except OSError:
+                continue
+    for name in fastdds_shm_files() - before:
+        base = name.removeprefix("sem.").removesuffix("_el").removesuffix("_mutex")
+        if not any(u.startswith(base) for u in in_use):
+            Path("/dev/shm", name).unlink(missing_ok=True)
 
 
 def measure(args: argparse.Namespace) -> dict[str, object]:
@@ -213,6 +247,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         result["stamp_to_chunk_minus_model"] = percentiles(end_to_end)
         result["snapshot_to_chunk_minus_model"] = percentiles(after_snapshot)
         result["inference_rate_hz"] = args.inference_rate
+        client.close()
     finally:
         node.send_signal(signal.SIGINT)
         try:
@@ -239,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args)
         return 0
+    before = fastdds_shm_files()
     result = measure(args)
+    remove_unused_shm(before)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

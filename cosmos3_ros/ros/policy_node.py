@@ -51,7 +51,7 @@ NODE_NAME = "policy_node"
 log = logging.getLogger("cosmos3_ros.node")
 # Seconds the teardown waits for a running model call (and rollout video) before abandoning it, so that the
 # process exits within 2 s of a signal even on a CPU where one chunk takes longer.
-STOP_TIMEOUT_S = 1.0
+STOP_TIMEOUT_S = 0.5
 
 _PARAMETER_TYPES = {
     "bool": ParameterType.PARAMETER_BOOL,

@@ -57,7 +57,8 @@ def test_three_raw_cameras_arrive_at_their_rate_with_the_profile(ros_env, tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(out.read_text())
     print(json.dumps(figures))
-    # 10 Hz sent; the node's rate meter over its 5 s window. Allow a frame or two lost to a busy CPU.
-    assert all(rate >= 8.5 for rate in figures["delivered_hz"].values()), figures
+    # 10 Hz sent; the node's rate meter over its 5 s window. A busy shared CPU loses a few frames (8.6 Hz seen
+    # under load); the default segment delivers 0-3.7 Hz here, so 7 Hz still tells the two apart.
+    assert all(rate >= 7.0 for rate in figures["delivered_hz"].values()), figures
     assert figures["snapshots_submitted"] >= 30, figures
     assert figures["stamp_to_chunk_minus_model"]["n"] >= 15, figures
