@@ -256,3 +256,11 @@ def test_a_good_run_writes_complete_outputs_with_the_gripper_in_range(capsys, ti
     assert gripper.min() >= 0.0 and gripper.max() <= 1.0 and doc["gripper"]["clamped_to"] == [0.0, 1.0]
     assert count_mp4_frames(tmp_path / "o.mp4") == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4", "o_action.json"]
+
+
+def test_caption_over_the_token_budget(capsys, tiny_checkpoint, files, tmp_path):
+    """Under the character bound but over the 1024-token caption budget (digits are one token each)."""
+    task = " ".join(["7"] * 1900)  # 3799 characters
+    code, err = _run(capsys, tiny_checkpoint, tmp_path / "o", *_cameras(files), "--state", STATE, *SMALL,
+                     "--prompt", task)
+    _assert_refused(code, err, "tokens; expected at most 1024 (shorten the task sentence)", tmp_path)
