@@ -352,7 +352,7 @@ class PolicyNodeCore:
         )
         uses_actions_topic = self.mode == "forward_dynamics" and bool(p["actions_topic"])
         self.diagnostics = NodeDiagnostics([*self.sync_sources, "task", *(["actions"] if uses_actions_topic else [])])
-        self.task = p["task"].strip()
+        self.task = p["task"].rstrip()  # trailing whitespace only, as NVIDIA's server and the CLI do
         self.dry_run = p["dry_run"]
         self.paused = False
         self._tick = 0
@@ -550,14 +550,14 @@ class PolicyNodeCore:
             self._input_error("task", exc)
 
     def set_task(self, text: str, what: str = "task") -> None:
-        """Set the task sentence (stripped).
+        """Set the task sentence (trailing whitespace removed, as NVIDIA's server and the CLI do).
 
         Raises:
             InputError: an empty sentence.
 
         """
-        task = text.strip()
-        if not task:
+        task = text.rstrip()
+        if not task.strip():
             raise InputError(f"{what}: empty string; expected a task sentence (the previous task stays)")
         with self._lock:
             self.task = task
