@@ -30,6 +30,7 @@ class HandOver:
     time_s: float
     jump_rad: float
     jerk: float
+    between_chunks: bool = True  # False when either trajectory is a single hold point
 
 
 @dataclass
@@ -113,7 +114,8 @@ class SimulatedFR3:
             jump = 0.0 if first_index is None else float(np.max(np.abs(
                 accepted.trajectory.positions[first_index] - old_at_first)))
             third = (after[1] - 3 * after[0] + 3 * before[1] - before[0]) / self.control_dt**3
-            self.metrics.handovers.append(HandOver(now, jump, float(np.max(np.abs(third)))))
+            chunks = len(old.trajectory.times_s) > 1 and len(accepted.trajectory.times_s) > 1
+            self.metrics.handovers.append(HandOver(now, jump, float(np.max(np.abs(third))), chunks))
         times = accepted.trajectory.absolute_times
         first = times[times >= now]
         self._pending_first = (id(accepted), float(first[0]), accepted.trajectory.stamp_s) if first.size else None

@@ -192,7 +192,7 @@ def run_loop(config: LoopConfig) -> tuple[dict[str, Any], LoopRecord]:
                                             executor.gripper.closed is not None else 0.0)
             record.gripper_executed.append(sim.gripper_closure())
     metrics = sim.finish(t0 + end)
-    handovers = metrics.handovers[:measured_handover_count]
+    handovers = [h for h in metrics.handovers[:measured_handover_count] if h.between_chunks]
     jumps = [h.jump_rad for h in handovers]
     result = {
         "control_rate_hz": executed_in_window / measure_end,

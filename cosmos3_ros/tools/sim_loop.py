@@ -258,7 +258,8 @@ def _dds_metrics(config: LoopConfig, record: Any, metrics: Any, receipts: list[t
                  t_start: float, t_measure_end: float, scenario: dict[str, float], counters: dict[str, int]
                  ) -> dict[str, Any]:
     """The ``LOOP_METRICS`` from what the simulated arm recorded."""
-    window = [h for h in metrics.handovers if t_start <= h.time_s <= t_measure_end]
+    # chunk-to-chunk hand-overs only: a hold (stale observations on a loaded machine) replaces the plan on purpose
+    window = [h for h in metrics.handovers if t_start <= h.time_s <= t_measure_end and h.between_chunks]
     chunk_receipts = [r for r in receipts if r[2] and r[1] > 1 and t_start <= r[0] <= t_measure_end]
     record_dt = 1.0 / 50.0
     starved = sum(record_dt for t in record.starved_at if t_start <= t <= t_measure_end)
