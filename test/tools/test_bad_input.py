@@ -264,3 +264,31 @@ def test_caption_over_the_token_budget(capsys, tiny_checkpoint, files, tmp_path)
     code, err = _run(capsys, tiny_checkpoint, tmp_path / "o", *_cameras(files), "--state", STATE, *SMALL,
                      "--prompt", task)
     _assert_refused(code, err, "tokens; expected at most 1024 (shorten the task sentence)", tmp_path)
+
+
+def test_bag_infer_read_only_output_folder(capsys, tiny_checkpoint, tmp_path):
+    """bag-infer with --out inside a read-only filesystem: exit 2, one line, nothing written (issue 9 section 4)."""
+    from bag_fixtures import BagSpec, CameraSpec, write_bag
+
+    bag = write_bag(tmp_path / "bag", BagSpec(cameras=[CameraSpec("/cam/image_raw", 30.0, 6)]))
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if not _mount_tmpfs(folder, "ro,size=64k"):
+        if os.geteuid() == 0:
+            pytest.skip("cannot mount a read-only tmpfs here and root ignores permission bits")
+        folder.chmod(0o555)
+    try:
+        code = cli.main(["bag-infer", str(bag), "--checkpoint", str(tiny_checkpoint), "--profile", "base",
+                         "--chunk", "2", "--steps", "1", "--camera-topic", "/cam/image_raw", "--task", "pick",
+                         "--out", str(folder / "labels")])
+        _assert_refused(code, capsys.readouterr().err, "labels'", folder)  # EROFS, or EACCES when not root
+    finally:
+        if not _umount_if_mounted(folder):
+            folder.chmod(0o755)
+
+
+def _umount_if_mounted(folder: Path) -> bool:
+    mounted = os.path.ismount(folder)
+    if mounted:
+        _umount(folder)
+    return mounted
