@@ -33,6 +33,7 @@ from .outputs import (
     sorted_records,
     windows_json,
     write_action_bag,
+    write_bytes_atomic,
     write_text_atomic,
 )
 from .windows import NS_PER_S, Window, WindowPlan, grid_times, held_values, plan_windows
@@ -588,9 +589,7 @@ def evaluation_outputs(args: argparse.Namespace, cfg: LabelSettings, index: BagI
                 png = plot_chunks(mode, records, recorded, names, cfg.dt_ns, plan.origin_ns,
                                   f"{Path(args.bag).name}: {mode.replace('_', ' ')} vs recorded ({profile.name})")
                 path = out / f"eval_{mode}.png"
-                tmp = path.with_name(f".{path.name}.partial")
-                tmp.write_bytes(png)
-                tmp.replace(path)
+                write_bytes_atomic(path, png)
                 plots.append(path.name)
     doc = {
         "format": OUTPUT_FORMAT,

@@ -29,7 +29,16 @@ import numpy as np
 from ..errors import InputError
 from .bag_labelling import MODEL_STAGE_ERRORS, Progress
 from .lerobot_source import EpisodeData, EpisodeInfo, LeRobotDataset, parse_episodes, require
-from .outputs import ChunkRecord, EpisodeDone, Journal, WindowFailure, item_from_json, sorted_records, write_text_atomic
+from .outputs import (
+    ChunkRecord,
+    EpisodeDone,
+    Journal,
+    WindowFailure,
+    item_from_json,
+    sorted_records,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from .windows import NS_PER_S, Window, WindowPlan, held_values, hold_indices, plan_windows
 
 Stage = Callable[[str], None]
@@ -740,9 +749,7 @@ def evaluation_outputs(args: argparse.Namespace, job: DatasetJob, dataset: LeRob
                     png = plot_chunks(mode, chosen, recorded, names, dt_ns, 0,
                                       f"episode {e}: {mode.replace('_', ' ')} vs recorded ({profile.name})")
                     path = out / f"eval_{mode}_episode_{e}.png"
-                    tmp = path.with_name(f".{path.name}.partial")
-                    tmp.write_bytes(png)
-                    tmp.replace(path)
+                    write_bytes_atomic(path, png)
                     plots.append(path.name)
     doc = {
         "format": OUTPUT_FORMAT,

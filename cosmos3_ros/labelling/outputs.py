@@ -293,8 +293,13 @@ def _read_journal(path: Path, journal_format: str = JOURNAL_FORMAT
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
