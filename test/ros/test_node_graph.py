@@ -72,8 +72,11 @@ class Collector:
 @pytest.fixture(scope="module")
 def node(start_node, tiny_checkpoint):
     """One policy_node for the module, in namespace /graph."""
+    # per_chunk: one JointTrajectory per chunk, what this module checks; streaming execution (the default when
+    # dry_run is off) is tested against the simulated FR3 in test/sim.
     params = droid_params(NS, tiny_checkpoint, compressed=("exterior_2",), steps=1, dry_run=False,
-                          execution_horizon=HORIZON, publish_rollout=True, inference_rate=4.0, diagnostics_period=0.2)
+                          execution_mode="per_chunk", execution_horizon=HORIZON, publish_rollout=True,
+                          inference_rate=4.0, diagnostics_period=0.2)
     process = start_node(params, name="graph", ros_args=("-r", "__ns:=" + NS))
     process.wait_for_log(r"policy with profile released_droid_policy", timeout=240)
     yield process
