@@ -377,9 +377,17 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _spin(executor: MultiThreadedExecutor, stop: threading.Event) -> None:
     try:
-        executor.spin()
-    except ExternalShutdownException:
-        pass
+        while True:
+            try:
+                executor.spin()
+                return
+            except ExternalShutdownException:
+                return
+            except RuntimeError as exc:  # rclpy's RCLError
+                # A timer cancelled between the executor's wait and its call (the execution timer at teardown, the
+                # snapshot timer on a rate change) makes rclpy raise from spin; nothing is wrong, keep spinning.
+                if "timer is canceled" not in str(exc):
+                    raise
     finally:
         stop.set()
 

@@ -70,13 +70,26 @@ def test_timers_and_services_share_the_parameter_services_group(ros_env, tiny_ch
         assert isinstance(group, MutuallyExclusiveCallbackGroup)
         names = {service.srv_name for service in node.services}
         assert {"policy_node/set_parameters", "~/pause"} <= names, names
-        # rclpy's parameter services, our pause / resume / clear services and both timers: one exclusive group.
-        assert all(service.callback_group is group for service in node.services)
-        assert len(list(node.timers)) == 2 and all(timer.callback_group is group for timer in node.timers)
+        # rclpy's parameter services, our pause / resume / clear services and the snapshot and diagnostics timers:
+        # one exclusive group. The e-stop / release services and the execution timer are the safety group's, by
+        # design: they must never wait behind a snapshot or a parameter change.
+        safety = node._safety_group
+        assert isinstance(safety, MutuallyExclusiveCallbackGroup) and safety is not group
+        safety_services = {"/wiring/policy_node/estop", "/wiring/policy_node/release"}
+
+        def check() -> None:
+            for service in node.services:
+                expected = safety if service.srv_name in safety_services else group
+                assert service.callback_group is expected, service.srv_name
+            assert {timer.callback_group for timer in node.timers} <= {group, safety}
+            in_group = [timer for timer in node.timers if timer.callback_group is group]
+            assert len(in_group) == 2, in_group
+
+        check()
         assert all(isinstance(sub.callback_group, ReentrantCallbackGroup) for sub in node.subscriptions)
         # A rate change recreates the snapshot timer: in the same group.
         assert node.set_parameters([Parameter("inference_rate", value=3.0)])[0].successful
-        assert len(list(node.timers)) == 2 and all(timer.callback_group is group for timer in node.timers)
+        check()
     finally:
         assert node.shutdown()
         node.destroy_node()
