@@ -75,7 +75,7 @@ def test_timers_and_services_share_the_parameter_services_group(ros_env, tiny_ch
         # design: they must never wait behind a snapshot or a parameter change.
         safety = node._safety_group
         assert isinstance(safety, MutuallyExclusiveCallbackGroup) and safety is not group
-        safety_services = {"/wiring/policy_node/estop", "/wiring/policy_node/release"}
+        safety_services = {"~/estop", "~/release"}
 
         def check() -> None:
             for service in node.services:
