@@ -36,7 +36,7 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6", "accelerate>=1.0", "catkin_pkg>=1.0"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "accelerate>=1.0", "catkin_pkg>=1.0"],
         "plots": ["matplotlib>=3.8"],
         # dataset-infer: LeRobot parquet + video (PyAV wheels bundle libdav1d, so DROID's AV1 videos decode).
         "labelling": ["pyarrow>=15", "av>=12"],

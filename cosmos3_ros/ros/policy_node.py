@@ -42,6 +42,7 @@ from ..runtime.node_core import (
     QOS_RELIABLE,
     QOS_SENSOR,
     QOS_STATE,
+    QOS_VIDEO,
     PolicyNodeCore,
     load_action_model,
 )
@@ -67,6 +68,7 @@ _EMPTY_ARRAY_TYPES = {"string_array": Parameter.Type.STRING_ARRAY, "double_array
 # role -> (history depth, reliability, durability) of its subscriptions
 _SUBSCRIPTION_QOS = {
     QOS_SENSOR: (1, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE),
+    QOS_VIDEO: (10, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE),
     QOS_STATE: (10, ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.VOLATILE),
     QOS_LATCHED: (1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL),
     QOS_RELIABLE: (1, ReliabilityPolicy.RELIABLE, DurabilityPolicy.VOLATILE),

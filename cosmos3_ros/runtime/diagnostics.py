@@ -140,7 +140,8 @@ class NodeDiagnostics:
                 ]
             for key in ("snapshots_submitted", "snapshots_replaced", "chunks_published", "trajectories_published",
                         "trajectory_values_clamped", "trajectory_values_rate_limited", "rollout_frames_published",
-                        "rollout_videos_written", "rollout_videos_skipped", "input_errors", "future_stamps_dropped",
+                        "rollout_videos_written", "rollout_videos_skipped", "video_frames_held", "input_errors",
+                        "future_stamps_dropped",
                         "inference_errors", "clock_jumps_backward"):
                 values.append((key.replace("_", " "), str(self.counts[key])))
             values.append(("snapshots skipped", str(sum(self.skips.values()))))

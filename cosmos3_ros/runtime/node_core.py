@@ -51,6 +51,9 @@ log = logging.getLogger("cosmos3_ros.node")
 
 # QoS roles the rclpy layer maps to profiles (see ros/policy_node.py).
 QOS_SENSOR = "sensor_data"  # best effort, keep last 1: cameras (a late frame is worthless)
+# best effort, keep last 10: cameras in inverse dynamics, where every frame of the window is used; with depth 1 a
+# frame the executor has not taken yet is overwritten by the next one and the window holds the one before.
+QOS_VIDEO = "video"
 QOS_STATE = "state"  # best effort, keep last 10: joint states at up to 1 kHz
 QOS_LATCHED = "latched"  # reliable, transient local, keep last 1: the task sentence
 QOS_RELIABLE = "reliable"  # reliable, volatile, keep last 1 (inputs) / 10 (outputs)
@@ -150,6 +153,8 @@ class Snapshot:
         known_actions: ``[T, raw_action_dim]`` (forward dynamics).
         age_s: node-clock age of the oldest input at snapshot time.
         build_s: seconds spent building the snapshot (part of the ROS overhead).
+        held_frames: inverse dynamics: (camera, step) samples that repeat the previous step's frame because no
+            newer frame was buffered (a camera slower than the model's fps, or a lost frame).
 
     """
 
@@ -164,6 +169,7 @@ class Snapshot:
     age_s: float
     build_s: float
     plan: Any = None
+    held_frames: int = 0
 
 
 def camera_message_type(topic: str) -> str:
@@ -429,8 +435,9 @@ class PolicyNodeCore:
 
     def _subscription_specs(self) -> list[SubscriptionSpec]:
         p = self.params
+        camera_qos = QOS_VIDEO if self.mode == "inverse_dynamics" else QOS_SENSOR
         specs = [
-            SubscriptionSpec(topic, camera_message_type(topic), QOS_SENSOR, self._camera_callback(name))
+            SubscriptionSpec(topic, camera_message_type(topic), camera_qos, self._camera_callback(name))
             for name, topic in self.camera_topics.items()
         ]
         if self.uses_state:
@@ -608,6 +615,7 @@ class PolicyNodeCore:
             snapshot = dataclasses.replace(snapshot, plan=self.execution.plan(now, snapshot))
         self._last_submitted_ns = snapshot.stamp_ns
         self.diagnostics.count("snapshots_submitted")
+        self.diagnostics.count("video_frames_held", snapshot.held_frames)
         if self.worker.submit(snapshot):
             self.diagnostics.count("snapshots_replaced")
             self.diagnostics.skip("model_busy", "a newer snapshot replaced one the model had not started")
@@ -676,6 +684,7 @@ class PolicyNodeCore:
                     ), None
                 columns[name] = samples
             video = [{name: columns[name][k] for name in self.cameras} for k in range(chunk + 1)]
+            held = sum(columns[name][k] is columns[name][k - 1] for name in self.cameras for k in range(1, chunk + 1))
             state_items = {name: columns[name][0] for name in self.sync_sources}
             cameras = None
             frame0_ns = times[0]
@@ -683,6 +692,7 @@ class PolicyNodeCore:
         return "submitted", "", Snapshot(
             tick=self._tick, stamp_ns=synced.newest_ns, frame0_ns=frame0_ns, cameras=cameras, video=video,
             state=state, task=task, known_actions=known, age_s=age, build_s=time.perf_counter() - start,
+            held_frames=held if video is not None else 0,
         )
 
     def _state_vector(self, items: Mapping[str, Stamped]) -> np.ndarray:

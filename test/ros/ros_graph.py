@@ -5,7 +5,13 @@ Isolation (nothing leaves this machine, nothing is shared with other test sessio
 * a ``ROS_DOMAIN_ID`` claimed for the session with a lock file (``claim_domain_id``), so two sessions on one
   machine never join each other's graph;
 * every process started here is stopped by its own pid (SIGINT, then SIGKILL of that pid only);
-* Fast DDS shared-memory files the session created under /dev/shm are removed once no process maps them.
+* Fast DDS shared-memory files no live process uses are removed before the session starts (a killed process
+  leaves its ports behind, and Fast DDS 2.14 can spin or block on such a port, whatever the domain id: the
+  port ``fastrtps_port7000`` is shared by every participant on the machine), and the ones the session created
+  are removed after it; ``scripts/test.sh`` also gives the test run a private /dev/shm where it can;
+* every process uses ``config/fastdds_large_images.xml`` (what the README tells users to run raw cameras
+  with) with its UDP transport bound to 127.0.0.1: Fast DDS's default 512 KiB segment does not hold one
+  640x360 rgb8 frame and drops cameras on a loaded machine.
 
 Use from a test module (the fixtures are imported by name; there is no conftest.py in test/ros because a
 second ``conftest`` module would shadow test/conftest.py for the modules that import from it)::
@@ -96,9 +102,28 @@ def claim_domain_id(first: int = 1, last: int = 100) -> tuple[int, Any]:
     raise RuntimeError(f"every ROS domain id in [{first}, {last}] is held by another test session")
 
 
-def ros_environment(domain_id: int) -> dict[str, str]:
-    """Variables every process of the session gets (this one included): loopback discovery, one domain."""
+LARGE_IMAGES_PROFILE = REPO / "config" / "fastdds_large_images.xml"
+
+
+def loopback_profile(folder: Path) -> Path:
+    """``config/fastdds_large_images.xml`` with its UDP transport bound to 127.0.0.1, written into ``folder``."""
+    text = LARGE_IMAGES_PROFILE.read_text()
+    udp = "<type>UDPv4</type>"
+    if text.count(udp) != 1:
+        raise ValueError(f"{LARGE_IMAGES_PROFILE}: expected one UDPv4 transport, found {text.count(udp)}")
+    path = Path(folder) / "fastdds_large_images_loopback.xml"
+    path.write_text(text.replace(udp, udp + "<interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>"))
+    return path
+
+
+def ros_environment(domain_id: int, profile: Path | None = None) -> dict[str, str]:
+    """Variables every process of the session gets (this one included): loopback discovery, one domain.
+
+    ``profile``: a Fast DDS XML profile for every process (``loopback_profile``); None keeps Fast DDS's default.
+    """
+    extra = {} if profile is None else {"FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)}
     return {
+        **extra,
         "ROS_DOMAIN_ID": str(domain_id),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
         "ROS_STATIC_PEERS": "",
@@ -499,16 +524,31 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, period: float 
 
 @contextlib.contextmanager
 def ros_session() -> Iterator[dict[str, str]]:
-    """Claim a domain id, export the isolation variables here, and clean Fast DDS's files afterwards."""
+    """Claim a domain id, export the isolation variables here, and clean Fast DDS's files before and after.
+
+    Before: every Fast DDS file under /dev/shm that no live process uses (left by killed processes, of any
+    session). After: the files this session created, once unused.
+    """
+    import tempfile
+
     domain, lock = claim_domain_id()
-    env = ros_environment(domain)
+    folder = Path(tempfile.mkdtemp(prefix="cosmos3_ros_dds_"))
+    env = ros_environment(domain, loopback_profile(folder))
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    stale = remove_fastdds_shm(set())
+    if stale:
+        print(f"ros_graph: removed {len(stale)} unused Fast DDS shared-memory files left by earlier processes",
+              file=sys.stderr)
     shm_before = fastdds_shm_files()
     try:
         yield env
     finally:
         remove_fastdds_shm(shm_before)
+        with contextlib.suppress(OSError):
+            for item in folder.iterdir():
+                item.unlink()
+            folder.rmdir()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

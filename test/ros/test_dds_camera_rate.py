@@ -17,6 +17,7 @@ import sys
 import pytest
 from ros_graph import (
     REPO,
+    loopback_profile,
     require_ros,
     ros_env_fixture,  # noqa: F401 (pytest fixtures)
 )
@@ -26,15 +27,6 @@ require_ros()
 pytestmark = pytest.mark.rclpy
 
 PROFILE = REPO / "config" / "fastdds_large_images.xml"
-
-
-def loopback_profile(tmp_path):
-    text = PROFILE.read_text()
-    udp = "<type>UDPv4</type>"
-    assert text.count(udp) == 1
-    path = tmp_path / "fastdds_large_images_loopback.xml"
-    path.write_text(text.replace(udp, udp + "<interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList>"))
-    return path
 
 
 def test_the_profile_is_valid_fast_dds_xml():
@@ -49,9 +41,10 @@ def test_the_profile_is_valid_fast_dds_xml():
 
 
 @pytest.mark.skipif(os.environ.get("COSMOS3_ROS_DDS_RATE_TEST") != "1",
-                    reason="opt-in (COSMOS3_ROS_DDS_RATE_TEST=1): in one CI run on the 2-core machine both processes "
-                           "of scripts/measure_dds_overhead.py livelocked (a thread each at 100 % CPU, never ending); "
-                           "until that is understood the delivered rate is measured with the script, not in CI")
+                    reason="opt-in (COSMOS3_ROS_DDS_RATE_TEST=1): a rate measurement, not a pass/fail check on a shared "
+                           "2-core machine: with the profile one camera came in at 4.7 Hz in one of two runs here "
+                           "(10.0 Hz in the other); the earlier livelock was Fast DDS ports left in /dev/shm by killed "
+                           "processes, which scripts/test.sh now keeps out with a private /dev/shm")
 def test_three_raw_cameras_arrive_at_their_rate_with_the_profile(ros_env, tmp_path):
     env = {**os.environ, **ros_env, "FASTRTPS_DEFAULT_PROFILES_FILE": str(loopback_profile(tmp_path))}
     out = tmp_path / "result.json"

@@ -509,6 +509,22 @@ def test_inverse_dynamics_gets_chunk_plus_one_frames_on_the_model_grid(harness):
     assert h.core.worker.wait_idle(5) and h.publish.messages["joint_trajectory"] == []
 
 
+def test_inverse_dynamics_keeps_every_camera_frame_and_counts_the_ones_it_holds(harness):
+    h = harness(small_profile(RELEASED_DROID_POLICY, chunk=8), mode="inverse_dynamics", max_observation_age=1.0)
+    # Every frame of the window is used, so cameras are queued deeper than the policy's keep-last-1.
+    assert {s.qos for s in h.core.subscriptions if s.topic in TOPICS.values()} == {"video"}
+    for k in range(12):  # cameras at the model's 15 fps; frame 8 of the wrist camera is lost
+        stamp = round((20.0 + k / 15) * 1e9)
+        h.clock.now = 20.0 + k / 15 + 0.01
+        for name in CAMERAS if k != 8 else ("exterior_1", "exterior_2"):
+            h.deliver(TOPICS[name], image_msg(coded_image(k), stamp, "rgb8"))
+        h.deliver("/joint_states", joint_state_msg([*ARM, "fr3_finger_joint1"], [*Q, 0.03], stamp))
+    h.tick_and_wait()
+    got = [int(frame["wrist"][0, 0, 0]) for frame in h.model.requests[-1].video]
+    assert got == [3, 4, 5, 6, 7, 7, 9, 10, 11]  # the lost frame's step holds the one before
+    assert h.diagnostics()[1]["video frames held"] == "1"
+
+
 def test_inverse_dynamics_waits_for_enough_history(harness):
     h = harness(small_profile(RELEASED_DROID_POLICY, chunk=8), mode="inverse_dynamics")
     h.observe(1.0)
