@@ -197,10 +197,14 @@ class PolicyNode(Node):
         if (values["mode"] or profile.mode) == "policy" and profile.action_space == "joint_position":
             self.execution = StreamingExecution(values, profile, clock=self._node_time_s,
                                                 publish=self._publish_execution, factory=RclpyMessageFactory())
+        # Event snapshots (a camera frame arrived, the model freed up) run core.on_event in the snapshot group,
+        # like the timer: the inputs and the worker only trigger this guard condition.
+        self._snapshot_guard = self.create_guard_condition(self._on_snapshot_event,
+                                                           callback_group=self._snapshots_group)
         self.core = PolicyNodeCore(
             model, values, clock=self._node_time_s, publish=self._publish_output, factory=RclpyMessageFactory(),
             set_timer_period=self._set_snapshot_period, diagnostic_name=f"{self.get_fully_qualified_name()}: cosmos3",
-            hardware_id=values["device"], execution=self.execution,
+            hardware_id=values["device"], execution=self.execution, request_snapshot=self._request_snapshot,
         )
         for pub in self.core.publications:
             self._output_publishers[pub.key] = self.create_publisher(
@@ -326,15 +330,25 @@ class PolicyNode(Node):
             if self._publishing:
                 self._output_publishers[key].publish(msg)
 
+    def _request_snapshot(self) -> None:
+        """From any thread: have the executor run ``core.on_event`` (not after teardown began)."""
+        with self._publish_lock:
+            if self._publishing:
+                self._snapshot_guard.trigger()
+
+    def _on_snapshot_event(self) -> None:
+        self.core.on_event()
+
     def stop_publishing(self) -> None:
         """Drop every later output (an abandoned model call may still finish after teardown began)."""
         with self._publish_lock:
             self._publishing = False
 
     def _set_snapshot_period(self, period_s: float) -> None:
-        self._snapshot_timer.cancel()
-        self.destroy_timer(self._snapshot_timer)
-        self._snapshot_timer = self.create_timer(period_s, self.core.on_timer, callback_group=self._snapshots_group)
+        # Change the period of the running timer and restart it from now. Cancelling it and creating another
+        # would race the executor: a timer cancelled between its wait and its call makes rclpy raise from spin.
+        self._snapshot_timer.timer_period_ns = round(period_s * 1e9)
+        self._snapshot_timer.reset()
 
     def _trigger_callback(self, handler: Any) -> Any:
         def callback(request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -378,18 +392,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _spin(executor: MultiThreadedExecutor, stop: threading.Event) -> None:
+    """Spin until the executor is shut down; then (or on an error) tell the main thread to tear down."""
     try:
-        while True:
-            try:
-                executor.spin()
-                return
-            except ExternalShutdownException:
-                return
-            except RuntimeError as exc:  # rclpy's RCLError
-                # A timer cancelled between the executor's wait and its call (the execution timer at teardown, the
-                # snapshot timer on a rate change) makes rclpy raise from spin; nothing is wrong, keep spinning.
-                if "timer is canceled" not in str(exc):
-                    raise
+        executor.spin()
+    except ExternalShutdownException:
+        pass
     finally:
         stop.set()
 
@@ -428,13 +435,15 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
     finally:
         for sig in _STOP_SIGNALS:  # a second Ctrl-C must not interrupt the teardown
             signal.signal(sig, signal.SIG_IGN)
-        if node is not None:
-            joined = node.shutdown()
+        # The executor stops first (it waits for the callbacks it is running), so no callback runs while the
+        # node cancels its timers: a timer cancelled under a spinning executor makes rclpy raise from spin.
+        # Publishing (the worker's last chunk, the hold at shutdown) does not need the executor.
         if executor is not None:
             executor.shutdown(timeout_sec=1.0)
         if spinner is not None:
             spinner.join(timeout=1.0)
         if node is not None:
+            joined = node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
         with contextlib.suppress(Exception):

@@ -24,6 +24,8 @@ class InferenceWorker(Generic[Job]):
     Args:
         process: does the work for one job (inference + publishing); runs on the worker thread.
         on_error: called on the worker thread with the job and the exception when ``process`` raises.
+        on_idle: called on the worker thread after each job, once the worker counts as idle again (``busy``
+            false), so a caller woken by it can hand over the next job at once.
         name: thread name (shows in ``py-spy`` / ``top -H``).
 
     """
@@ -33,9 +35,11 @@ class InferenceWorker(Generic[Job]):
         process: Callable[[Job], None],
         on_error: Callable[[Job, BaseException], None],
         name: str = "cosmos3-inference",
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self._process = process
         self._on_error = on_error
+        self._on_idle = on_idle
         self._condition = threading.Condition()
         self._pending: Job | None = None
         self._has_pending = False
@@ -135,3 +139,8 @@ class InferenceWorker(Generic[Job]):
                     else:
                         self._failed += 1
                     self._condition.notify_all()
+            if self._on_idle is not None:
+                try:
+                    self._on_idle()
+                except Exception:
+                    _log.exception("on_idle handler failed")

@@ -295,6 +295,7 @@ class PolicyNodeCore:
         hardware_id: str = "",
         start_worker: bool = True,
         execution: ExecutionHooks | None = None,
+        request_snapshot: Callable[[], None] | None = None,
     ) -> None:
         self.params = resolve_parameters(parameters)
         self._model = model
@@ -303,6 +304,9 @@ class PolicyNodeCore:
         self._publish = publish
         self._factory = factory
         self._set_timer_period = set_timer_period
+        # Asks the caller to run on_event() soon, in the context where on_timer runs (the rclpy layer triggers
+        # a guard condition of the snapshot callback group): called from input callbacks and the worker.
+        self._request_snapshot = request_snapshot
         self._diagnostic_name = diagnostic_name
         self._hardware_id = hardware_id or self.params["device"]
         self._lock = threading.Lock()
@@ -364,6 +368,7 @@ class PolicyNodeCore:
         self._tick = 0
         self._sequence = 0
         self._last_submitted_ns: int | None = None
+        self._last_submit_clock_s: float | None = None
         self._last_tick_clock_s: float | None = None
         self._known_actions_file: np.ndarray | None = None
         self._known_actions_topic: tuple[int, np.ndarray] | None = None
@@ -377,7 +382,8 @@ class PolicyNodeCore:
         self._decode_pool = None
         if len(self.cameras) > 1:
             self._decode_pool = ThreadPoolExecutor(len(self.cameras), thread_name_prefix="cosmos3-decode")
-        self.worker: InferenceWorker[Snapshot] = InferenceWorker(self._process, self._on_job_error)
+        self.worker: InferenceWorker[Snapshot] = InferenceWorker(self._process, self._on_job_error,
+                                                                 on_idle=self._wake_for_snapshot)
         # Encoding the rollout mp4 takes longer than the model on a CPU: a thread of its own keeps it off the
         # inference thread (the next snapshot does not wait for it) and out of the ROS overhead figure.
         # Latest wins, as for snapshots: a video not started when a newer rollout arrives is skipped.
@@ -409,6 +415,11 @@ class PolicyNodeCore:
         """Whether the execution layer schedules snapshots and commands the arm now."""
         allowed, _ = trajectory_allowed(dry_run=self.dry_run, mode=self.mode, joint_space=self.joint_space)
         return allowed and self.execution is not None and self.params["execution_mode"] == "streaming"
+
+    @property
+    def event_snapshots(self) -> bool:
+        """Whether snapshots are taken when the model frees up (``snapshot_trigger: event``, not streaming)."""
+        return self.params["snapshot_trigger"] == "event" and not self.streaming
 
     @property
     def timer_period_s(self) -> float:
@@ -490,6 +501,7 @@ class PolicyNodeCore:
         if self._ahead_of_clock(camera, stamp_ns, now, self.camera_topics[camera]):
             return
         self.buffer.add(camera, stamp_ns, msg, now)
+        self._wake_for_snapshot()
 
     def on_joint_state(self, msg: Any) -> None:
         """Buffer the arm joints (and the gripper, when it is on the same topic); count and drop bad ones."""
@@ -595,8 +607,36 @@ class PolicyNodeCore:
 
     # ----- timer: synchronised snapshot -> worker ----------------------------------------------------------
 
+    def _wake_for_snapshot(self) -> None:
+        """A camera frame arrived or the model finished: with event snapshots, ask for on_event()."""
+        if self._request_snapshot is not None and self.event_snapshots:
+            self._request_snapshot()
+
+    def on_event(self) -> str | None:
+        """Event snapshot: when the model is idle, ``1 / inference_rate`` has passed since the last snapshot and a
+        synchronised set newer than the last one is buffered, take it now (``on_timer``); else do nothing.
+
+        Returns on_timer's result, or None when no snapshot was due (nothing is counted then: events arrive at
+        camera rate, and the timer still reports why snapshots are skipped).
+        """
+        if not self.event_snapshots or self.paused or self.worker.busy or self.worker.has_pending:
+            return None
+        now = self._clock()
+        if self._last_submit_clock_s is not None and now - self._last_submit_clock_s < self.timer_period_s:
+            return None
+        synced = self.buffer.synchronised(self.sync_sources, self.params["sync_tolerance"])
+        if synced.items is None or synced.newest_ns == self._last_submitted_ns:
+            return None
+        return self.on_timer()
+
     def on_timer(self) -> str:
-        """Take a snapshot and hand it to the worker; returns ``submitted`` or the skip reason."""
+        """Take a snapshot and hand it to the worker; returns ``submitted`` or the skip reason.
+
+        With event snapshots a tick while the model runs returns ``model_running`` without a snapshot (not
+        counted as a skip): the snapshot is taken when the model frees up, so it is as fresh as it can be.
+        """
+        if self.event_snapshots and (self.worker.busy or self.worker.has_pending):
+            return "model_running"
         start = time.perf_counter()
         now = self._clock()
         streaming = self.streaming
@@ -614,6 +654,7 @@ class PolicyNodeCore:
         if streaming and self.execution is not None:
             snapshot = dataclasses.replace(snapshot, plan=self.execution.plan(now, snapshot))
         self._last_submitted_ns = snapshot.stamp_ns
+        self._last_submit_clock_s = now
         self.diagnostics.count("snapshots_submitted")
         self.diagnostics.count("video_frames_held", snapshot.held_frames)
         if self.worker.submit(snapshot):
@@ -637,6 +678,7 @@ class PolicyNodeCore:
         with self._lock:
             self._known_actions_topic = None
         self._last_submitted_ns = None
+        self._last_submit_clock_s = None
         self.diagnostics.clock_jumped_back(last - now_s)
         self.diagnostics.skip("clock_jumped_back", f"node clock went from {last:.3f} s to {now_s:.3f} s")
         log.warning("node clock jumped back %.3f s (%.3f s -> %.3f s; a bag looping or /clock restarting): "
@@ -926,6 +968,7 @@ class PolicyNodeCore:
         with self._lock:
             self._known_actions_topic = None
         self._last_submitted_ns = None
+        self._last_submit_clock_s = None
         return True, f"cleared {sum(sizes.values())} buffered messages" + (" and a pending snapshot" if dropped else "")
 
     def diagnostics_message(self) -> Any:

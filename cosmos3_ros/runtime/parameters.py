@@ -184,6 +184,11 @@ PARAMETER_SPEC: tuple[ParameterSpec, ...] = (
     # --- timing ---
     ParameterSpec("inference_rate", "double", 2.0, "Snapshots per second handed to the model (node clock).",
                   "timing", runtime=True, range=(0.01, 100.0)),
+    ParameterSpec("snapshot_trigger", "string", "event",
+                  "event: a snapshot is taken as soon as the model is free (at most inference_rate per second), so "
+                  "the model starts on the newest camera set; timer: only at inference_rate ticks (a snapshot taken "
+                  "while the model runs waits for it). Streaming execution schedules its own snapshots.", "timing",
+                  runtime=True, choices=("event", "timer")),
     ParameterSpec("max_observation_age", "double", 0.5,
                   "Skip a snapshot whose oldest input stamp is older than this (seconds, node clock).", "timing",
                   range=(0.001, 3600.0)),

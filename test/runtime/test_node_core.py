@@ -47,9 +47,14 @@ class Harness:
         self.publish = Recorder()
         self.model = model or FakeModel(profile)
         self.periods: list[float] = []
-        values = {"checkpoint": "/fake", "task": "put the cup in the sink", **params}
+        self.wakeups = 0  # request_snapshot calls (the rclpy layer triggers a guard condition)
+        # Timer snapshots unless a test asks for events: most tests here tick on_timer by hand.
+        values = {"checkpoint": "/fake", "task": "put the cup in the sink", "snapshot_trigger": "timer", **params}
         self.core = PolicyNodeCore(self.model, values, clock=self.clock, publish=self.publish, factory=FACTORY,
-                                   set_timer_period=self.periods.append)
+                                   set_timer_period=self.periods.append, request_snapshot=self._wake)
+
+    def _wake(self):
+        self.wakeups += 1
 
     def deliver(self, topic, msg):
         matches = [s for s in self.core.subscriptions if s.topic == topic]
@@ -602,6 +607,48 @@ def test_the_rollout_mp4_is_written_off_the_inference_thread(harness, tmp_path, 
     _, values = h.diagnostics()
     assert int(values["rollout videos written"]) + int(values["rollout videos skipped"]) == 2
     assert writers and set(writers) == {"cosmos3-rollout-mp4"}
+
+
+def wait_for_true(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_event_snapshots_start_the_model_on_the_newest_set_as_soon_as_it_is_free(harness):
+    h = harness(model=FakeModel(RELEASED_DROID_POLICY, delay_s=0.3), snapshot_trigger="event", inference_rate=10.0)
+    first = h.observe(1.0)
+    assert h.wakeups == 3  # one per camera frame
+    assert h.core.on_event() == "submitted"
+    assert wait_for_true(lambda: h.core.worker.busy)
+    h.observe(1.1)
+    assert h.core.on_event() is None  # the model is running: nothing is taken or counted
+    assert h.core.on_timer() == "model_running"
+    newest = h.observe(1.2)
+    woken = h.wakeups
+    assert h.core.worker.wait_idle(10)
+    assert wait_for_true(lambda: h.wakeups == woken + 1)  # the worker asks as soon as it is idle
+    assert stamp_ns_of(h.publish.messages["action_chunk"][-1]) == first
+    assert h.core.on_event() == "submitted"  # the newest set (1.2), not the one of the tick at 1.1
+    assert h.core.worker.wait_idle(10)
+    assert stamp_ns_of(h.publish.messages["action_chunk"][-1]) == newest
+    assert h.core.on_event() is None  # nothing newer than the last snapshot
+    h.observe(1.22)
+    assert h.core.on_event() is None  # 20 ms after the last snapshot: inference_rate 10 Hz caps the rate
+    h.clock.now = 1.32
+    assert h.core.on_event() == "submitted"
+    _, values = h.diagnostics()
+    assert values["snapshots submitted"] == "3" and values["snapshots skipped"] == "0"
+
+
+def test_event_snapshots_are_off_with_the_timer_trigger(harness):
+    h = harness(snapshot_trigger="timer")
+    h.observe(1.0)
+    assert h.wakeups == 0 and h.core.on_event() is None
+    assert h.core.on_timer() == "submitted"
 
 
 def test_diagnostics_report_rates_latency_and_counts(harness):
