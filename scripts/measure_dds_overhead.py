@@ -43,13 +43,12 @@ ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 def serve(args: argparse.Namespace) -> None:
     """The node process: PolicyNode with an instant model stand-in, until SIGINT / SIGTERM."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
 
     from cosmos3_ros.processing.profiles import RELEASED_DROID_POLICY
     from cosmos3_ros.processing.request import ActionPrediction
-    from cosmos3_ros.ros.policy_node import PolicyNode
+    from cosmos3_ros.ros.policy_node import PolicyNode, make_executor
 
     class InstantModel:
         profile = RELEASED_DROID_POLICY
@@ -72,7 +71,7 @@ def serve(args: argparse.Namespace) -> None:
         Parameter("inference_rate", value=args.inference_rate), Parameter("diagnostics_period", value=0.05),
         Parameter("max_observation_age", value=1.0), Parameter("task", value="measure the graph"),
     ])
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = make_executor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
@@ -94,7 +93,7 @@ class Client:
         import rclpy
         from cosmos3_ros_msgs.msg import ActionChunk
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
 
@@ -113,7 +112,7 @@ class Client:
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(ActionChunk, f"{NS}/policy_node/action_chunk", self._on_chunk, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
-        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
 

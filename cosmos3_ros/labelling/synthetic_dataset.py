@@ -8,8 +8,10 @@ robot reaches at frame j + 1). Written with pyarrow and PyAV (the ``labelling`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +44,29 @@ def robot_state(t_s: np.ndarray) -> np.ndarray:
     return np.concatenate([JOINT_START + JOINT_SPEED * t, np.minimum(1.0, GRIPPER_SPEED * t)], axis=1)
 
 
-def _write_video(path: Path, frames: Sequence[np.ndarray], fps: float, codec: str) -> None:
-    import os
+@contextlib.contextmanager
+def keep_thread_scheduling() -> Iterator[None]:
+    """Restore the calling thread's scheduling policy and priority on exit.
 
+    Why: SVT-AV1's encoder, run as root, switches the thread that opens it to SCHED_FIFO priority 99 and leaves
+    it there. Every thread and process started from it afterwards inherits real-time priority: a ROS node or a
+    test process spinning at FIFO 99 on a 2-core machine starves everything else (it hung a CI run for an hour).
+    """
+    policy = os.sched_getscheduler(0)
+    param = os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
+
+
+def _write_video(path: Path, frames: Sequence[np.ndarray], fps: float, codec: str) -> None:
     import av
 
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration per file otherwise
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
+    with keep_thread_scheduling(), av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=round(fps))
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"

@@ -28,7 +28,7 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -391,7 +391,21 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _spin(executor: MultiThreadedExecutor, stop: threading.Event) -> None:
+def make_executor(context: Any = None) -> Executor:
+    """The executor the node spins in: single-threaded.
+
+    Why not rclpy's MultiThreadedExecutor: while a callback of a mutually exclusive group runs, the entities of
+    that group stay ready and its spin loop keeps waking without waiting, burning a core in Python. Measured in
+    the closed loop (``cosmos3-ros sim-loop``, 2-core VM): the spin thread took 7.3 s of CPU in 10 s and the
+    arm starved 0.4-1.3 s per 8 s run with the multi-threaded executor; single-threaded: 4.0 s of CPU in 15 s,
+    starved 0, stale points 0, e-stop -> hold 1.8 ms. Callbacks here only buffer, validate and publish (the
+    model, decoding and video writing run on threads of their own), so none waits long behind another. The
+    callback groups still make a MultiThreadedExecutor safe for whoever composes the node into one.
+    """
+    return SingleThreadedExecutor(context=context)
+
+
+def _spin(executor: Executor, stop: threading.Event) -> None:
     """Spin until the executor is shut down; then (or on an error) tell the main thread to tear down."""
     try:
         executor.spin()
@@ -411,13 +425,13 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
     for sig in _STOP_SIGNALS:
         signal.signal(sig, _interrupt)
     node: PolicyNode | None = None
-    executor: MultiThreadedExecutor | None = None
+    executor: Executor | None = None
     spinner: threading.Thread | None = None
     code = 0
     joined = True
     try:
         node = PolicyNode()
-        executor = MultiThreadedExecutor(num_threads=4)
+        executor = make_executor()
         executor.add_node(node)
         for sig in _STOP_SIGNALS:
             signal.signal(sig, lambda signum, frame: stop.set())

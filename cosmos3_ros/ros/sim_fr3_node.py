@@ -4,22 +4,29 @@ All behaviour is in ``cosmos3_ros.sim`` (ROS-free): this node subscribes to the 
 answers the gripper (a ``GripperCommand`` action server when the action type imports, and a ``std_msgs/Float64``
 finger-position topic), steps the physics on a timer and publishes ``/joint_states`` (arm and fingers) and three
 camera images rendered from the joint state. Everything runs on the node clock, so it follows ``/clock`` under
-``use_sim_time``.
+``use_sim_time``. With ``record_file`` set, the executable writes what it recorded (controller receipts, sampled
+commanded / executed joints, the simulator's metrics) there as JSON when it stops: ``sim-loop`` runs the arm as
+its own process, as on a robot, and reads it back.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
@@ -39,13 +46,13 @@ PARAMETERS: dict[str, Any] = {
     "camera_rate": 15.0,
     "image_height": 96,
     "image_width": 128,
-    "physics_rate": 250.0,
     "gripper_action": "/fr3_gripper/gripper_action",
     "gripper_action_type": "control_msgs/action/GripperCommand",
     "gripper_command_topic": "/fr3_gripper/command",
     "initial_positions": list(FR3_HOME),
     "open_loop_control": True,
     "record_rate": 50.0,
+    "record_file": "",
 }
 
 
@@ -90,8 +97,9 @@ class SimFr3Node(Node):
         self._joint_pub = self.create_publisher(JointState, values["joint_states_topic"], 10)
         self._camera_pubs = [self.create_publisher(Image, topic, qos_profile_sensor_data)
                              for topic in values["camera_topics"]]
+        # No physics timer: the simulator integrates (1 ms steps) up to the node time whenever it is read or
+        # commanded, which is exact and leaves the CPU to the policy on a small machine.
         self._timers = [
-            self.create_timer(1.0 / values["physics_rate"], self._step),
             self.create_timer(1.0 / values["joint_state_rate"], self._publish_joint_state),
             self.create_timer(1.0 / values["camera_rate"], self._publish_cameras),
             self.create_timer(1.0 / values["record_rate"], self._record),
@@ -125,29 +133,31 @@ class SimFr3Node(Node):
             trajectory = TimedTrajectory(parsed.stamp_s, parsed.times_s, parsed.positions[:, order],
                                          None if parsed.velocities is None else parsed.velocities[:, order])
         with self.lock:
+            self.sim.step(now)
             accepted = self.sim.receive_trajectory(trajectory, now)
             self.record.receipts.append((now, len(msg.points), accepted))
 
     def _on_finger_command(self, msg: Float64) -> None:
+        now = self._now()
         with self.lock:
-            self.sim.command_finger(float(msg.data), self._now())
+            self.sim.step(now)
+            self.sim.command_finger(float(msg.data), now)
 
     def _on_gripper_goal(self, goal_handle: Any) -> Any:
         command = goal_handle.request.command
+        now = self._now()
         with self.lock:
-            self.sim.command_finger(float(command.position), self._now())
+            self.sim.step(now)
+            self.sim.command_finger(float(command.position), now)
             finger = self.sim.finger
         goal_handle.succeed()
         result = _class(self.values["gripper_action_type"]).Result
         return result(position=finger, effort=0.0, stalled=False, reached_goal=False)
 
-    def _step(self) -> None:
-        with self.lock:
-            self.sim.step(self._now())
-
     def _publish_joint_state(self) -> None:
         now = self.get_clock().now()
         with self.lock:
+            self.sim.step(now.nanoseconds / 1e9)
             names, positions, velocities = self.sim.joint_state()
         msg = JointState(name=names, position=positions.tolist(), velocity=velocities.tolist())
         msg.header.stamp = now.to_msg()
@@ -155,8 +165,10 @@ class SimFr3Node(Node):
         self._joint_pub.publish(msg)
 
     def _publish_cameras(self) -> None:
-        stamp = self.get_clock().now().to_msg()
+        now = self.get_clock().now()
+        stamp = now.to_msg()
         with self.lock:
+            self.sim.step(now.nanoseconds / 1e9)
             images = [self.sim.render(camera) for camera in CAMERAS]
         for pub, pixels in zip(self._camera_pubs, images, strict=True):
             msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding="rgb8", step=pixels.shape[1] * 3)
@@ -167,6 +179,7 @@ class SimFr3Node(Node):
     def _record(self) -> None:
         now = self._now()
         with self.lock:
+            self.sim.step(now)
             cmd, _ = self.sim.follower.sample(now)
             rec = self.record
             rec.t.append(now)
@@ -179,18 +192,49 @@ class SimFr3Node(Node):
                 rec.starved_at.append(now)
 
 
+    def record_document(self) -> dict[str, Any]:
+        """What ``record_file`` holds: ``{"record": SimRecord fields, "metrics": SimMetrics fields}``."""
+        with self.lock:
+            return {"record": asdict(self.record), "metrics": asdict(self.sim.metrics)}
+
+
+def write_record(node: SimFr3Node, path: str) -> None:
+    """``node.record_document()`` as JSON at ``path``, complete or absent (written beside it, then renamed)."""
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(node.record_document()))
+    os.replace(partial, target)
+
+
 def main(args: Sequence[str] | None = None) -> int:
-    """``sim_fr3_node``: spin until Ctrl-C."""
-    rclpy.init(args=args)
+    """``sim_fr3_node``: spin until SIGINT / SIGTERM; then write ``record_file`` (when set) and exit 0."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
     node = SimFr3Node()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        finally:
+            stop.set()
+
+    # The executor spins on a thread so the main thread waits in Python, where the signal handlers run.
+    spinner = threading.Thread(target=spin, name="sim-fr3-spin", daemon=True)
+    spinner.start()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.wait(0.2):
+            pass
     finally:
-        executor.shutdown()
+        executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=2.0)
+        if node.values["record_file"]:
+            write_record(node, node.values["record_file"])
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -2,9 +2,10 @@
 dead-man scenario; writes ``loop.json`` (metrics) and ``loop.png`` (commanded vs executed joints and gripper,
 hand-overs marked).
 
-Default: real rclpy and Fast DDS on loopback, both nodes in this process (each with its own callbacks, one
-executor), wall clock. ``--simulated-clock`` runs the same execution layer, simulator and scripted policy on a
-simulated clock without ROS (deterministic, fast: the mode used for sweeps).
+Default: real rclpy and Fast DDS on loopback, wall clock; the simulated FR3 runs as its own process (the
+``sim_fr3_node`` executable, as the controller runs apart from the policy on a robot), the policy node and the
+operator (e-stop, heartbeat) in this one. ``--simulated-clock`` runs the same execution layer, simulator and
+scripted policy on a simulated clock without ROS (deterministic, fast: the mode used for sweeps).
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import argparse
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -108,6 +114,36 @@ def _ros_parameters(values: dict[str, Any]) -> list[Any]:
     return [Parameter(name, value=value) for name, value in values.items()]
 
 
+def start_arm_process(folder: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """``sim_fr3_node`` as its own process on the loop's topics; returns (process, record file, log file)."""
+    record = folder / "sim_fr3_record.json"
+    params = folder / "sim_fr3.yaml"
+    params.write_text(json.dumps({"sim_fr3": {"ros__parameters": {
+        "trajectory_topic": TRAJECTORY_TOPIC, "camera_topics": list(SIM_CAMERAS),
+        "gripper_command_topic": FINGER_TOPIC, "record_file": str(record)}}}))  # JSON is YAML
+    log_path = folder / "sim_fr3.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "cosmos3_ros.ros.sim_fr3_node", "--ros-args",
+                                    "--params-file", str(params)], stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    return process, record, log_path
+
+
+def stop_arm_process(process: subprocess.Popen[bytes], record: Path, log_path: Path) -> dict[str, Any]:
+    """SIGINT the arm (its pid only), wait, and read back what it recorded."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5.0)
+    if not record.is_file():
+        raise InputError(f"sim-loop: the simulated FR3 wrote no record (exit {process.returncode}); its log "
+                         f"{log_path}:\n{log_path.read_text(errors='replace')[-2000:]}")
+    return json.loads(record.read_text())
+
+
 def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: str | None = None,
                  device: str = "cpu", stage: Stage = print, parameters: dict[str, Any] | None = None
                  ) -> tuple[dict[str, Any], LoopRecord]:
@@ -117,17 +153,14 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
     try:
         import rclpy
         from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from std_msgs.msg import Bool
         from std_srvs.srv import Trigger
 
-        from ..ros.policy_node import PolicyNode
-        from ..ros.sim_fr3_node import SimFr3Node
+        from ..ros.policy_node import PolicyNode, make_executor
     except ImportError as exc:
         raise InputError(f"sim-loop over DDS needs ROS 2 (rclpy): {exc}; run bash scripts/setup_ros.sh, or use "
                          "--simulated-clock") from exc
-    from rclpy.parameter import Parameter
 
     model = None
     if policy == "scripted":
@@ -137,17 +170,14 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
                                                    latency_s=config.model_latency_s))
     values = policy_parameters(config, checkpoint=checkpoint or "", device=device)
     values.update(parameters or {})
+    folder = Path(tempfile.mkdtemp(prefix="cosmos3_sim_loop_"))
+    arm, record_file, arm_log = start_arm_process(folder)
     context = Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor = make_executor(context)
     nodes: list[Any] = []
     spinner = threading.Thread(target=executor.spin, name="sim-loop-spin", daemon=True)
-    executors: list[tuple[Any, threading.Thread]] = [(executor, spinner)]
     try:
-        sim = SimFr3Node(context=context, parameter_overrides=[
-            Parameter("trajectory_topic", value=TRAJECTORY_TOPIC), Parameter("camera_topics", value=list(SIM_CAMERAS)),
-            Parameter("gripper_command_topic", value=FINGER_TOPIC)])
-        nodes.append(sim)
         stage("loading the policy" if model is None else "scripted policy")
         node = PolicyNode(model=model, context=context, parameter_overrides=_ros_parameters(values))
         nodes.append(node)
@@ -160,36 +190,30 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
                                                                                 reliability=ReliabilityPolicy.RELIABLE))
         beats = {"on": config.scenarios, "last": -math.inf}
 
+        def now() -> float:
+            return operator.get_clock().now().nanoseconds / 1e9
+
         def beat() -> None:
             if beats["on"]:
                 beat_pub.publish(Bool(data=True))
                 beats["last"] = now()
 
         operator.create_timer(config.heartbeat_period_s, beat)
-        # The arm gets an executor (thread) of its own, so its callbacks never queue behind the policy node's.
-        sim_executor = SingleThreadedExecutor(context=context)
-        sim_executor.add_node(sim)
-        sim_spinner = threading.Thread(target=sim_executor.spin, name="sim-fr3-spin", daemon=True)
-        executors.append((sim_executor, sim_spinner))
-        for n in nodes[1:]:
+        for n in nodes:
             executor.add_node(n)
         spinner.start()
-        sim_spinner.start()
-
-        def now() -> float:
-            return sim.get_clock().now().nanoseconds / 1e9
 
         # Discovery first: every link of the loop matched (on a loaded machine this can take seconds).
         links = [lambda: node.core.latest_state() is not None,
-                 lambda: sim._joint_pub.get_subscription_count() > 0,
-                 lambda: all(p.get_subscription_count() > 0 for p in sim._camera_pubs),
+                 lambda: all(node.core.buffer.sizes().get(name, 0) > 0 for name in node.core.cameras),
                  lambda: node._output_publishers["joint_trajectory"].get_subscription_count() > 0,
                  lambda: estop_pub.get_subscription_count() > 0]
         if config.scenarios:
             links.append(lambda: beat_pub.get_subscription_count() > 0)
-        if not _wait(lambda: all(link() for link in links), 60.0):
+        if not _wait(lambda: all(link() for link in links) or arm.poll() is not None, 60.0) or arm.poll() is not None:
             raise InputError("sim-loop: the policy node and the simulated FR3 did not discover each other in 60 s "
-                             "(ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE?)")
+                             f"(ROS_DOMAIN_ID / ROS_AUTOMATIC_DISCOVERY_RANGE?); arm exit {arm.poll()}, log "
+                             f"{arm_log}:\n{arm_log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.5)
         t_start = now()
         stage(f"running {config.duration_s} s")
@@ -212,29 +236,37 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
             scenario["deadman_due"] = beats["last"] + config.heartbeat_timeout_s
             _sleep_until(now, scenario["deadman_due"] + 1.0)
         t_end = now()
-        with sim.lock:
-            record = sim.record
-            sim_metrics = sim.sim.metrics
-            receipts = list(record.receipts)
-            result = _dds_metrics(config, record, sim_metrics, receipts, t_start, t_measure_end, scenario,
-                                  node.execution.executor.counters if node.execution else {})
-            loop_record = LoopRecord(
-                t=[t - t_start for t in record.t], commanded=list(record.commanded), executed=list(record.executed),
-                gripper_commanded=list(record.gripper_commanded), gripper_executed=list(record.gripper_executed),
-                handovers=[t - t_start for t, points, ok in receipts if ok and points > 1 and t <= t_measure_end],
-                events=[(scenario[k] - t_start, k) for k in ("estop", "release") if k in scenario]
-                + ([(scenario["deadman_due"] - t_start, "dead-man")] if "deadman_due" in scenario else []),
-            )
+        counters = node.execution.executor.counters if node.execution else {}
+        document = stop_arm_process(arm, record_file, arm_log)
+        record = SimpleNamespace(**document["record"])
+        receipts = [tuple(r) for r in record.receipts]
+        sim_metrics = SimpleNamespace(**{**document["metrics"], "handovers": [
+            SimpleNamespace(**h) for h in document["metrics"]["handovers"]]})
+        result = _dds_metrics(config, record, sim_metrics, receipts, t_start, t_measure_end, scenario, counters)
+        loop_record = LoopRecord(
+            t=[t - t_start for t in record.t], commanded=list(record.commanded), executed=list(record.executed),
+            gripper_commanded=list(record.gripper_commanded), gripper_executed=list(record.gripper_executed),
+            handovers=[t - t_start for t, points, ok in receipts if ok and points > 1 and t <= t_measure_end],
+            events=[(scenario[k] - t_start, k) for k in ("estop", "release") if k in scenario]
+            + ([(scenario["deadman_due"] - t_start, "dead-man")] if "deadman_due" in scenario else []),
+        )
         result["duration_total_s"] = t_end - t_start
+        result["arm"] = "own process (sim_fr3_node)"
         return result, loop_record
     finally:
+        if arm.poll() is None:  # an error above: stop the arm by its pid
+            arm.send_signal(signal.SIGINT)
+            try:
+                arm.wait(10.0)
+            except subprocess.TimeoutExpired:
+                arm.kill()
+        # the executor first: a timer cancelled under a spinning executor makes rclpy raise from spin
+        executor.shutdown(timeout_sec=5.0)
+        if spinner.is_alive():
+            spinner.join(timeout=5.0)
         for n in nodes:
             if isinstance(n, PolicyNode):
                 n.shutdown(10.0)
-        for each, thread in executors:
-            each.shutdown(timeout_sec=5.0)
-            if thread.is_alive():
-                thread.join(timeout=5.0)
         for n in nodes:
             n.destroy_node()
         context.try_shutdown()

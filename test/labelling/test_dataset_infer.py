@@ -101,6 +101,29 @@ def test_float32_timestamps_snap_to_the_grid_so_the_hold_takes_the_frame_of_each
     assert jitter[1] == round(0.5 / 15.0 * 1e9)
 
 
+def test_writing_an_av1_video_keeps_the_thread_on_its_scheduling_policy(tmp_path):
+    import os
+
+    from cosmos3_ros.labelling.synthetic_dataset import keep_thread_scheduling
+
+    before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    write_lerobot_dataset(tmp_path / "ds", version="v3.0", lengths=[4], codec="libsvtav1")
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
+    if os.geteuid() == 0:  # as root the encoder does switch the thread; the guard is what puts it back
+        import av
+
+        with av.open(str(tmp_path / "raw.mp4"), "w") as container:
+            stream = container.add_stream("libsvtav1", rate=15)
+            stream.height, stream.width, stream.pix_fmt = 64, 64, "yuv420p"
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            with keep_thread_scheduling():
+                list(stream.encode(frame))
+                list(stream.encode())
+                switched = os.sched_getscheduler(0)
+        assert switched == os.SCHED_FIFO  # what SVT-AV1 does to the thread as root (why the guard exists)
+        assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
+
+
 def test_episode_spec_selects_ranges_and_names_an_unknown_episode():
     assert parse_episodes("0-2,5,8-", list(range(10))) == [0, 1, 2, 5, 8, 9]
     assert parse_episodes(None, [3, 1]) == [1, 3]

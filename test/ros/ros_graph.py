@@ -258,12 +258,13 @@ class RosPeer:
     def __init__(self, name: str = "cosmos3_test_peer") -> None:
         import rclpy
         from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
 
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        # single-threaded: rclpy's MultiThreadedExecutor busy-spins a core (cosmos3_ros.ros.policy_node.make_executor)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self.executor.spin, name="ros-peer-spin", daemon=True)
         self._spinner.start()

@@ -1,4 +1,5 @@
-"""The closed loop over Fast DDS: policy node (scripted policy) + simulated FR3 + an operator, real rclpy.
+"""The closed loop over Fast DDS: policy node (scripted policy) + simulated FR3 (its own process) + an operator,
+real rclpy, against the issue's goals.
 
 One short run covers: first trajectory point in the future (no stale points), hand-over continuity, limits
 (nothing commanded beyond the FR3's position, velocity and acceleration limits),
@@ -33,35 +34,31 @@ def loop():
     limits = {"min_lead_time": 0.15}  # a loaded machine can take tens of ms from publication to the controller
     with ros_session():
         metrics, record = run_dds_loop(config, stage=lambda _: None, parameters=limits)
+    print({k: v for k, v in metrics.items() if k != "config"})
     return metrics, record
 
 
 def test_trajectories_start_in_the_future_and_the_arm_is_never_starved(loop):
     metrics, _ = loop
     assert metrics["chunks_executed"] >= 5, metrics
-    # goal 0 for both (asserted on the simulated clock in test_sim_fr3.py); here the simulated controller is
-    # Python callbacks on a possibly loaded machine: a delivery delayed past the lead leaves a point behind
-    assert metrics["stale_points_commanded"] <= 0.1 * 20 * metrics["chunks_executed"]
-    # goal 0 (asserted on the simulated clock in test_sim_fr3.py); on a loaded machine a chunk can arrive a few
-    # ticks of the 50 Hz recorder late
-    assert metrics["starved_s"] <= 0.1
+    # the issue's goals, over DDS with the arm as its own process (they failed on this 2-core machine while
+    # rclpy's MultiThreadedExecutor busy-spun a core in the policy process: policy_node.make_executor)
+    assert metrics["stale_points_commanded"] == 0
+    assert metrics["starved_s"] == 0
     # observation stamp -> first executed point: the model latency plus the capture age and the lead
     assert 300 <= metrics["latency_ms_p50"] <= 1000
 
 
 def test_hand_over_is_continuous(loop):
     metrics, _ = loop
-    # goal 0.2 x the disagreement, met on the simulated clock (test_sim_fr3.py); a late delivery here can put
-    # the first kept row one step beyond the prefix
-    assert metrics["handover_jump_rad_max"] <= 0.05, metrics["handover_jump_rad_max"]
-    assert metrics["handover_jump_rad_mean"] <= 0.1 * 0.05, metrics["handover_jump_rad_mean"]
+    # goal: the largest hand-over jump at most 20 % of the chunk-to-chunk disagreement (0.05 rad)
+    assert metrics["handover_jump_rad_max"] <= 0.2 * 0.05, metrics["handover_jump_rad_max"]
 
 
 def test_nothing_beyond_the_fr3_limits_is_commanded(loop):
     metrics, record = loop
-    # 1 ms controller cycles beyond position / velocity / acceleration: 0 on the simulated clock; here a delivery
-    # later than half the lead shortens the controller's first segment, so allow 1 % of the ~15000 cycles
-    assert metrics["limit_violations"] <= 150, metrics["limit_violations"]
+    # 1 ms controller cycles beyond position / velocity / acceleration: goal 0
+    assert metrics["limit_violations"] == 0, metrics["limit_violations"]
     from cosmos3_ros.execution.limits import FR3_POSITION_MAX, FR3_POSITION_MIN
 
     commanded = np.asarray(record.commanded)
@@ -77,12 +74,11 @@ def test_gripper_toggles_with_the_cycle_not_with_the_noise(loop):
 
 def test_estop_latches_until_release_and_the_deadman_holds(loop):
     metrics, _ = loop
-    # goal 50 ms (measured 3 - 29 ms on the loaded dev VM, docs/execution.md); the simulated controller's Python
-    # callbacks share this process's GIL with both nodes and have been seen late by up to 0.8 s under load, so
-    # the timing bounds here only catch a hold that never comes; the ordering assertions are exact
-    assert metrics["estop_hold_ms"] <= 1500, metrics["estop_hold_ms"]
+    # goal: e-stop -> hold at the arm within 50 ms
+    assert metrics["estop_hold_ms"] <= 50, metrics["estop_hold_ms"]
     assert metrics["estop_hold_points"] == 1
     assert metrics["commands_after_estop"] == 0
     assert metrics["chunks_after_release"] >= 1
-    assert metrics["deadman_hold_ms"] <= 1500, metrics["deadman_hold_ms"]
+    # the dead-man is checked on the 50 Hz execution timer: one period late at most, plus delivery
+    assert metrics["deadman_hold_ms"] <= 100, metrics["deadman_hold_ms"]
     assert metrics["deadman_hold_points"] == 1

@@ -32,10 +32,9 @@ pytestmark = pytest.mark.rclpy
 def graph():
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from cosmos3_ros.ros.policy_node import PolicyNode
+    from cosmos3_ros.ros.policy_node import PolicyNode, make_executor
     from cosmos3_ros.ros.sim_fr3_node import SimFr3Node
     from cosmos3_ros.sim.scripted_policy import ScriptedActionModel, ScriptedPolicy
 
@@ -49,7 +48,7 @@ def graph():
         values.update({"gripper_output": "auto", "gripper_action_type": action_type})
         node = PolicyNode(model=ScriptedActionModel(ScriptedPolicy()), context=context,
                           parameter_overrides=_ros_parameters(values))
-        executor = MultiThreadedExecutor(num_threads=3, context=context)
+        executor = make_executor(context)  # as policy_node spins
         executor.add_node(sim)
         executor.add_node(node)
         spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -57,8 +56,8 @@ def graph():
         try:
             yield sim, node
         finally:
+            executor.shutdown(timeout_sec=5.0)  # first: no callback runs while the node tears down
             node.shutdown(10.0)
-            executor.shutdown(timeout_sec=5.0)
             spinner.join(timeout=5.0)
             sim.destroy_node()
             node.destroy_node()
