@@ -7,8 +7,9 @@ an rclpy node that publishes three 640x360 rgb8 cameras, the arm and gripper joi
 
 1. Delivered rate: the cameras at ``--camera-rate`` Hz for ``--duration`` s; the node's /diagnostics input rates.
 2. Latency: one observation at a time (all inputs stamped alike); for each, receipt time of its ActionChunk minus
-   the stamp minus the chunk's ``model_latency``. The node's timer samples at ``--inference-rate`` (100 Hz, the
-   parameter's maximum), so the figure includes up to 10 ms of waiting for the next tick; "after snapshot"
+   the stamp minus the chunk's ``model_latency``. With ``--snapshot-trigger event`` (the node's default) the
+   snapshot is taken when the frame that completes the set arrives; with ``timer`` at the next tick of the
+   ``--inference-rate`` timer (100 Hz, the parameter's maximum: up to 10 ms of waiting). "After snapshot"
    subtracts the observation's age at the snapshot (from /diagnostics) and so leaves processing + DDS out.
 
     source scripts/ros_env.sh
@@ -70,6 +71,7 @@ def serve(args: argparse.Namespace) -> None:
         Parameter("gripper_joint_state_topic", value=f"{NS}/gripper/joint_states"),
         Parameter("inference_rate", value=args.inference_rate), Parameter("diagnostics_period", value=0.05),
         Parameter("max_observation_age", value=1.0), Parameter("task", value="measure the graph"),
+        Parameter("snapshot_trigger", value=args.snapshot_trigger),
     ])
     executor = make_executor()
     executor.add_node(node)
@@ -78,8 +80,8 @@ def serve(args: argparse.Namespace) -> None:
     print("serving", flush=True)
     while not stop.wait(0.2):
         pass
+    executor.shutdown(timeout_sec=1.0)  # first: no callback runs while the node tears down
     node.shutdown()
-    executor.shutdown(timeout_sec=1.0)
     node.destroy_node()
     rclpy.try_shutdown()
     rclpy.get_default_context().destroy()  # the DDS participant and its shared-memory files
@@ -196,7 +198,8 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     """Start the node process, run both measurements, stop the node by its pid."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     log = tempfile.NamedTemporaryFile("w+", prefix="dds_measure_node_", suffix=".log", delete=False)  # noqa: SIM115
-    node = subprocess.Popen([sys.executable, __file__, "--serve", "--inference-rate", str(args.inference_rate)],
+    node = subprocess.Popen([sys.executable, __file__, "--serve", "--inference-rate", str(args.inference_rate),
+                             "--snapshot-trigger", args.snapshot_trigger],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     result: dict[str, object] = {"profile_file": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE", "(Fast DDS default)"),
                                  "width": args.width, "height": args.height}
@@ -246,6 +249,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         result["stamp_to_chunk_minus_model"] = percentiles(end_to_end)
         result["snapshot_to_chunk_minus_model"] = percentiles(after_snapshot)
         result["inference_rate_hz"] = args.inference_rate
+        result["snapshot_trigger"] = args.snapshot_trigger
         client.close()
     finally:
         node.send_signal(signal.SIGINT)
@@ -266,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of camera traffic (rate test)")
     parser.add_argument("--samples", type=int, default=200, help="observations of the latency test")
     parser.add_argument("--inference-rate", type=float, default=100.0, help="node timer rate (Hz)")
+    parser.add_argument("--snapshot-trigger", choices=("event", "timer"), default="event",
+                        help="the node's snapshot_trigger (event: on the frame that completes a set)")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--json", type=Path, help="also write the result here")

@@ -369,6 +369,9 @@ class PolicyNodeCore:
         self._sequence = 0
         self._last_submitted_ns: int | None = None
         self._last_submit_clock_s: float | None = None
+        # An event found the newest camera set without its joint state yet: the next state message wakes too
+        # (joint states arrive at up to 1 kHz, so they only wake while a set waits for them).
+        self._event_waits_for_state = False
         self._last_tick_clock_s: float | None = None
         self._known_actions_file: np.ndarray | None = None
         self._known_actions_topic: tuple[int, np.ndarray] | None = None
@@ -520,6 +523,7 @@ class PolicyNodeCore:
         if self._ahead_of_clock("joint_state", stamp_ns, now, topic):
             return
         self.buffer.add("joint_state", stamp_ns, (q, gripper), now)
+        self._wake_for_snapshot(state=True)
 
     def on_gripper_state(self, msg: Any) -> None:
         """Buffer the gripper closure from its own JointState topic."""
@@ -534,6 +538,7 @@ class PolicyNodeCore:
         if self._ahead_of_clock("gripper", stamp_ns, now, self.params["gripper_joint_state_topic"]):
             return
         self.buffer.add("gripper", stamp_ns, gripper, now)
+        self._wake_for_snapshot(state=True)
 
     def _ahead_of_clock(self, source: str, stamp_ns: int, now_s: float, topic: str) -> bool:
         """Drop (and count) an input stamped more than ``max_future_stamp`` ahead of the node clock.
@@ -607,8 +612,12 @@ class PolicyNodeCore:
 
     # ----- timer: synchronised snapshot -> worker ----------------------------------------------------------
 
-    def _wake_for_snapshot(self) -> None:
-        """A camera frame arrived or the model finished: with event snapshots, ask for on_event()."""
+    def _wake_for_snapshot(self, state: bool = False) -> None:
+        """A camera frame arrived, the model finished, or (``state``) a joint / gripper state arrived while a
+        camera set waits for it: with event snapshots, ask for on_event().
+        """
+        if state and not self._event_waits_for_state:
+            return
         if self._request_snapshot is not None and self.event_snapshots:
             self._request_snapshot()
 
@@ -625,6 +634,7 @@ class PolicyNodeCore:
         if self._last_submit_clock_s is not None and now - self._last_submit_clock_s < self.timer_period_s:
             return None
         synced = self.buffer.synchronised(self.sync_sources, self.params["sync_tolerance"])
+        self._event_waits_for_state = synced.items is None
         if synced.items is None or synced.newest_ns == self._last_submitted_ns:
             return None
         return self.on_timer()

@@ -644,6 +644,22 @@ def test_event_snapshots_start_the_model_on_the_newest_set_as_soon_as_it_is_free
     assert values["snapshots submitted"] == "3" and values["snapshots skipped"] == "0"
 
 
+def test_an_event_waiting_for_the_joint_state_is_completed_by_it(harness):
+    h = harness(snapshot_trigger="event")
+    stamp = round(2.0 * 1e9)
+    h.clock.now = 2.01
+    for name in CAMERAS:  # the cameras first: the set is incomplete until the joint state arrives
+        h.deliver(TOPICS[name], image_msg(IMAGES[name], stamp, "rgb8"))
+    assert h.core.on_event() is None
+    woken = h.wakeups
+    h.deliver("/joint_states", joint_state_msg([*ARM, "fr3_finger_joint1"], [*Q, 0.03], stamp))
+    assert h.wakeups == woken + 1  # the state completes a waiting set: it wakes the snapshot
+    assert h.core.on_event() == "submitted"
+    assert wait_for_true(lambda: h.wakeups == woken + 2)  # the worker went idle
+    h.deliver("/joint_states", joint_state_msg([*ARM, "fr3_finger_joint1"], [*Q, 0.03], stamp + 10**6))
+    assert h.wakeups == woken + 2  # a state with no set waiting wakes nothing
+
+
 def test_event_snapshots_are_off_with_the_timer_trigger(harness):
     h = harness(snapshot_trigger="timer")
     h.observe(1.0)

@@ -26,9 +26,9 @@ def test_names_are_unique():
 def test_runtime_changeable_parameters_are_exactly_rate_task_guidance_dry_run_and_statistics():
     runtime = {spec.name for spec in PARAMETER_SPEC if spec.runtime}
     assert runtime == {
-        "inference_rate", "task", "guidance", "dry_run", "action_normalization", "action_stats_file",
-        "action_stats_mean", "action_stats_std", "action_stats_min", "action_stats_max", "action_stats_q01",
-        "action_stats_q99",
+        "inference_rate", "snapshot_trigger", "task", "guidance", "dry_run", "action_normalization",
+        "action_stats_file", "action_stats_mean", "action_stats_std", "action_stats_min", "action_stats_max",
+        "action_stats_q01", "action_stats_q99",
     }
     assert all(spec.read_only for spec in PARAMETER_SPEC if not spec.runtime)
 
