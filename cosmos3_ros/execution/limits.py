@@ -116,14 +116,14 @@ class LimitReport:
 
 def apply_limits(targets: np.ndarray, times: np.ndarray, start_position: np.ndarray, start_velocity: np.ndarray,
                  start_time: float, measured: np.ndarray | None, limits: JointLimits,
-                 acceleration_margin: float = 0.5) -> tuple[np.ndarray, LimitReport]:
+                 acceleration_margin: float = 0.5, velocity_margin: float = 1.0) -> tuple[np.ndarray, LimitReport]:
     """Limit ``targets [N, J]`` at node times ``times [N]``, walking from ``(start_time, start_position,
     start_velocity)`` (the commanded state the controller will interpolate from).
 
     Velocity and acceleration are limited on the finite differences of the targets; the cubic through the
-    limited targets can overshoot a finite-difference acceleration, so the walk uses ``acceleration_margin``
-    of the limit. ``max_step`` bounds each change between consecutive targets and the first target's distance
-    from ``measured``.
+    limited targets can overshoot a finite-difference acceleration (and velocity), so the walk uses
+    ``acceleration_margin`` (``velocity_margin``) of the limit. ``max_step`` bounds each change between
+    consecutive targets and the first target's distance from ``measured``.
 
     Returns:
         ``(positions [N, J], report)``; with ``on_violation="reject"`` the positions are the inputs and
@@ -155,7 +155,7 @@ def apply_limits(targets: np.ndarray, times: np.ndarray, start_position: np.ndar
     previous_p = np.asarray(start_position, dtype=np.float64).copy()
     previous_v = np.asarray(start_velocity, dtype=np.float64).copy()
     previous_t = float(start_time)
-    vmax = limits.velocity_max
+    vmax = None if limits.velocity_max is None else limits.velocity_max * velocity_margin
     amax = None if limits.acceleration_max is None else limits.acceleration_max * acceleration_margin
     for k in range(out.shape[0]):
         h = float(times[k]) - previous_t

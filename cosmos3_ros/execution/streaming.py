@@ -26,7 +26,13 @@ from .gripper import GripperCommand, GripperCommander
 from .handover import blend_into, parse_handover, running_rows, steps_covering
 from .limits import JointLimits, LimitReport, apply_limits
 from .safety import HOLD_REASONS, SafetySupervisor
-from .trajectory import TimedTrajectory, max_abs_acceleration, spline_velocities
+from .trajectory import (
+    TimedTrajectory,
+    max_abs_acceleration,
+    monotone_near_limits,
+    position_and_velocity_extremes,
+    spline_velocities,
+)
 
 
 @dataclass(frozen=True)
@@ -269,19 +275,22 @@ class ChunkExecutor:
         step. So one point is appended where the arm, decelerating uniformly from the last rows' velocity at
         half the acceleration limit, comes to rest (zero velocity): it only runs if no newer chunk replaces
         this trajectory in time. The limits walk the finite differences; the cubic through the result can still
-        exceed the acceleration limit (it is C2 and may swing between points), so its exact accelerations are
-        checked and the walk is repeated with a tighter acceleration margin (up to three times). If that does
-        not suffice, or with ``reject``, the chunk is refused and the running trajectory continues.
+        exceed a limit between the points (it is C2 and may swing: beyond a position limit, above the velocity
+        limit, or over the acceleration limit), so its exact extremes are checked and the walk is repeated with
+        tighter acceleration and velocity margins (up to three times). If that does not suffice, or with
+        ``reject``, the chunk is refused and the running trajectory continues.
 
         Returns:
             ``(positions [N + 1, J], times [N + 1], velocities [N + 1, J] or None, report)``.
 
         """
-        amax = self.limits.acceleration_max
+        limits = self.limits
+        amax = limits.acceleration_max
         margin = 0.5
         excess = np.zeros(0, dtype=bool)
-        for _ in range(4):
-            limited, report = apply_limits(targets, times, anchor_p, anchor_v, now, measured, self.limits, margin)
+        for attempt in range(4):
+            limited, report = apply_limits(targets, times, anchor_p, anchor_v, now, measured, limits, margin,
+                                           velocity_margin=1.0 - 0.1 * attempt)
             if report.rejected:
                 return limited, times, None, report
             positions, knot_times = self._with_stop(now, times, limited, anchor_p)
@@ -298,14 +307,24 @@ class ChunkExecutor:
                 at_limit |= path <= self.limits.position_min + 1e-9
             at_limit[0] = False
             velocities[at_limit] = 0.0
-            if amax is None:
-                break
-            # 10 % headroom: the controller starts its first segment a transport delay later than planned
-            excess = max_abs_acceleration(knots, path, velocities) > 0.9 * amax
+            velocities = monotone_near_limits(knots, path, velocities, self.limits.position_min,
+                                              self.limits.position_max)
+            # between the points: positions within the limits (0.1 mrad), velocities within theirs
+            lowest, highest, fastest = position_and_velocity_extremes(knots, path, velocities)
+            excess = np.zeros(path.shape[1], dtype=bool)
+            if limits.position_max is not None:
+                excess |= highest > limits.position_max + 1e-4
+            if limits.position_min is not None:
+                excess |= lowest < limits.position_min - 1e-4
+            if limits.velocity_max is not None:
+                excess |= fastest > limits.velocity_max
+            if amax is not None:
+                # 10 % headroom: the controller starts its first segment a transport delay later than planned
+                excess |= max_abs_acceleration(knots, path, velocities) > 0.9 * amax
             if not excess.any():
                 break
             if self.limits.on_violation == "reject":
-                report.rejected = f"the cubic through the targets needs more than joint_acceleration_max on joints " \
+                report.rejected = f"the cubic through the targets leaves the joint limits on joints " \
                                   f"{np.flatnonzero(excess).tolist()}"
                 return positions, knot_times, None, report
             margin *= 0.5
@@ -313,7 +332,7 @@ class ChunkExecutor:
             # clamping cannot make this chunk feasible from the running state: refuse it, the running
             # trajectory (feasible) continues
             report.acceleration += int(np.count_nonzero(excess))
-            report.rejected = f"no trajectory within joint_acceleration_max found for joints " \
+            report.rejected = f"no trajectory within the joint limits found for joints " \
                               f"{np.flatnonzero(excess).tolist()}"
             return positions, knot_times, None, report
         return positions, knot_times, velocities[1:], report

@@ -133,3 +133,75 @@ def max_abs_acceleration(times: np.ndarray, positions: np.ndarray, velocities: n
                                        velocities[k + 1], t)
             worst = np.maximum(worst, np.abs(acc))
     return worst
+
+
+def position_and_velocity_extremes(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray
+                                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(lowest [J], highest [J], largest |velocity| [J])`` of the piecewise-cubic trajectory between its knots.
+
+    A cubic through points inside the limits can swing beyond them between points. Per segment the velocity is
+    a quadratic in the segment fraction ``s``: positions peak where it is zero, and its own peak is where the
+    (linear) acceleration is zero; both are checked besides the ends.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    p0, p1 = positions[:-1], positions[1:]
+    v0, v1 = velocities[:-1], velocities[1:]
+    span = np.diff(times)[:, None]
+    delta = (p0 - p1) / span
+    # velocity(s) = a s^2 + b s + c; acceleration(s) * span = 2 a s + b
+    a = 6 * delta + 3 * v0 + 3 * v1
+    b = -6 * delta - 4 * v0 - 2 * v1
+    c = v0
+    lowest = positions.min(axis=0)
+    highest = positions.max(axis=0)
+    fastest = np.abs(velocities).max(axis=0)
+
+    def position_at(s: np.ndarray) -> np.ndarray:
+        s2, s3 = s * s, s * s * s
+        return (2 * s3 - 3 * s2 + 1) * p0 + (s3 - 2 * s2 + s) * span * v0 + (-2 * s3 + 3 * s2) * p1 \
+            + (s3 - s2) * span * v1
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vertex = np.where(a != 0, -b / (2 * a), np.nan)
+        inside = (vertex > 0) & (vertex < 1)
+        peak_v = np.abs(a * vertex**2 + b * vertex + c)
+        fastest = np.maximum(fastest, np.where(inside, peak_v, 0.0).max(axis=0))
+        disc = b * b - 4 * a * c
+        root = np.sqrt(np.where(disc >= 0, disc, np.nan))
+        for s in ((-b + root) / (2 * a), (-b - root) / (2 * a), np.where(a == 0, -c / b, np.nan)):
+            ok = (s > 0) & (s < 1)
+            at = position_at(np.where(ok, s, 0.0))
+            lowest = np.minimum(lowest, np.where(ok, at, np.inf).min(axis=0))
+            highest = np.maximum(highest, np.where(ok, at, -np.inf).max(axis=0))
+    return lowest, highest, fastest
+
+
+def monotone_near_limits(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray,
+                         lower: np.ndarray | None, upper: np.ndarray | None, near: float = 0.05) -> np.ndarray:
+    """Knot velocities ``[N, J]`` made monotone (Fritsch-Carlson) on segments within ``near`` rad of a limit.
+
+    A cubic segment stays between its two end positions when each end velocity has the sign of the segment's
+    mean slope and at most three times its size (zero on a flat segment). Applied only next to a position
+    limit, where a swing between points would leave the limits; elsewhere the C2 velocities stay. Velocities
+    only shrink, so the neighbouring segments' swings do too. The first knot (the running command) is kept.
+    """
+    v = np.array(velocities, dtype=np.float64, copy=True)
+    for k in range(len(times) - 1):
+        p0, p1 = positions[k], positions[k + 1]
+        close = np.zeros(p0.shape, dtype=bool)
+        if upper is not None:
+            close |= np.maximum(p0, p1) > upper - near
+        if lower is not None:
+            close |= np.minimum(p0, p1) < lower + near
+        if not close.any():
+            continue
+        slope = (p1 - p0) / (times[k + 1] - times[k])
+        for index in (k, k + 1):
+            if index == 0:
+                continue
+            flat = close & (slope == 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(slope != 0, v[index] / slope, 0.0)
+            v[index] = np.where(flat | (close & (ratio < 0)), 0.0, v[index])
+            v[index] = np.where(close & ~flat & (ratio > 3), 3 * slope, v[index])
+    return v

@@ -139,3 +139,34 @@ def test_approach_to_a_position_limit_brakes_within_the_acceleration_limit():
     a = np.diff(np.concatenate([[0.3], v])) / DT
     assert out[:, 0].max() <= 0.1 + 1e-12 and report.position > 0
     assert np.abs(a).max() <= 10.0 * 0.5 + 1e-6  # the walk's margin of the limit
+
+
+def test_extremes_between_the_points_match_a_dense_sampling():
+    from cosmos3_ros.execution.trajectory import position_and_velocity_extremes
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 8))
+        times = np.cumsum(rng.uniform(0.02, 0.2, n))
+        positions, velocities = rng.normal(size=(n, 3)), 5 * rng.normal(size=(n, 3))
+        lowest, highest, fastest = position_and_velocity_extremes(times, positions, velocities)
+        trajectory = TimedTrajectory(0.0, times, positions, velocities)
+        samples = [trajectory.sample(t) for t in np.linspace(times[0], times[-1], 5001)]
+        sampled_p = np.array([p for p, _ in samples])
+        sampled_v = np.abs(np.array([v for _, v in samples]))
+        np.testing.assert_allclose(sampled_p.min(0), lowest, atol=1e-3)
+        np.testing.assert_allclose(sampled_p.max(0), highest, atol=1e-3)
+        np.testing.assert_allclose(sampled_v.max(0), fastest, rtol=1e-2)
+
+
+def test_monotone_velocities_keep_each_segment_between_its_end_points_near_a_limit():
+    from cosmos3_ros.execution.trajectory import monotone_near_limits, position_and_velocity_extremes
+
+    times = np.array([0.0, 0.1, 0.2, 0.3])
+    upper = np.array([1.0])
+    positions = np.array([[0.90], [0.99], [1.0], [0.97]])  # up to the limit and back
+    swinging = spline_velocities(times, positions, np.array([1.5]))
+    assert position_and_velocity_extremes(times, positions, swinging)[1][0] > 1.0  # the C2 cubic leaves the limit
+    fixed = monotone_near_limits(times, positions, swinging, None, upper)
+    assert fixed[0, 0] == swinging[0, 0]  # the running command's velocity is kept
+    assert position_and_velocity_extremes(times, positions, fixed)[1][0] <= 1.0 + 1e-12

@@ -126,3 +126,13 @@ def test_prefix_blend_hand_over_is_continuous_where_none_jumps():
     smooth, _ = run_loop(LoopConfig(handover="prefix+blend", duration_s=8.0, seed=2, scenarios=False))
     assert smooth["handover_jump_rad_max"] <= 0.2 * 0.05  # the issue's goal: 20 % of the disagreement
     assert none["handover_jump_rad_max"] > 2 * smooth["handover_jump_rad_max"]
+
+
+@pytest.mark.parametrize("disagreement", [0.5, 2.0])
+def test_wild_chunks_never_command_beyond_the_limits(disagreement):
+    # chunk-to-chunk offsets of 0.5-2 rad (random weights, a broken policy): clamped, slowed or refused, but
+    # nothing the simulated controller interpolates leaves the FR3's position / velocity / acceleration limits
+    metrics, _ = run_loop(LoopConfig(disagreement=disagreement, model_latency_s=1.0, duration_s=10.0, seed=0,
+                                     scenarios=False))
+    assert metrics["limit_violations"] == 0
+    assert metrics["chunks_executed"] >= 5
