@@ -286,11 +286,11 @@ class ChunkExecutor:
         """
         limits = self.limits
         amax = limits.acceleration_max
-        margin = 0.5
+        margin, velocity_margin = 0.5, 1.0
         excess = np.zeros(0, dtype=bool)
-        for attempt in range(4):
+        for _ in range(4):
             limited, report = apply_limits(targets, times, anchor_p, anchor_v, now, measured, limits, margin,
-                                           velocity_margin=1.0 - 0.1 * attempt)
+                                           velocity_margin=velocity_margin)
             if report.rejected:
                 return limited, times, None, report
             positions, knot_times = self._with_stop(now, times, limited, anchor_p)
@@ -316,18 +316,23 @@ class ChunkExecutor:
                 excess |= highest > limits.position_max + 1e-4
             if limits.position_min is not None:
                 excess |= lowest < limits.position_min - 1e-4
-            if limits.velocity_max is not None:
-                excess |= fastest > limits.velocity_max
+            too_fast = np.zeros_like(excess) if limits.velocity_max is None else fastest > limits.velocity_max
             if amax is not None:
                 # 10 % headroom: the controller starts its first segment a transport delay later than planned
                 excess |= max_abs_acceleration(knots, path, velocities) > 0.9 * amax
-            if not excess.any():
+            if not (excess | too_fast).any():
                 break
             if self.limits.on_violation == "reject":
                 report.rejected = f"the cubic through the targets leaves the joint limits on joints " \
-                                  f"{np.flatnonzero(excess).tolist()}"
+                                  f"{np.flatnonzero(excess | too_fast).tolist()}"
                 return positions, knot_times, None, report
-            margin *= 0.5
+            # tighten what failed: the velocity walk for a swing above the velocity limit, the acceleration walk
+            # (which also brakes earlier before a position limit) for the rest
+            if too_fast.any():
+                velocity_margin -= 0.1
+            if excess.any() or not too_fast.any():
+                margin *= 0.5
+            excess |= too_fast
         else:
             # clamping cannot make this chunk feasible from the running state: refuse it, the running
             # trajectory (feasible) continues

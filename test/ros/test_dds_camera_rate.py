@@ -40,12 +40,6 @@ def test_the_profile_is_valid_fast_dds_xml():
     assert participant.get("is_default_profile") == "true"
 
 
-@pytest.mark.skipif(
-    os.environ.get("COSMOS3_ROS_DDS_RATE_TEST") != "1",
-    reason="opt-in (COSMOS3_ROS_DDS_RATE_TEST=1): a rate measurement, not a pass/fail check on a shared 2-core "
-           "machine: with the profile one camera came in at 4.7 Hz in one of two runs here (10.0 Hz in the other); "
-           "the earlier livelock was Fast DDS ports left in /dev/shm by killed processes, which scripts/test.sh now "
-           "keeps out with a private /dev/shm")
 def test_three_raw_cameras_arrive_at_their_rate_with_the_profile(ros_env, tmp_path):
     env = {**os.environ, **ros_env, "FASTRTPS_DEFAULT_PROFILES_FILE": str(loopback_profile(tmp_path))}
     out = tmp_path / "result.json"

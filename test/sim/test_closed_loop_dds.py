@@ -94,8 +94,10 @@ def test_the_checkpoint_policy_drives_the_arm_through_the_same_loop(tiny_checkpo
                                        stage=lambda _: None, parameters={"steps": 1})
     print({k: v for k, v in metrics.items() if k != "config"})
     counters = metrics["counters"]
-    # the random weights' chunks are far from the pose: the limits clamp them, nothing beyond them is commanded
-    assert metrics["chunks_executed"] >= 2 and counters["chunks_rejected"] == 0, metrics
+    # the random weights' chunks are far from the pose and jump between chunks: the limits clamp them or refuse
+    # them (counted; the running trajectory goes on), and nothing beyond the limits is commanded
+    assert metrics["chunks_executed"] >= 2, metrics
+    assert counters["chunks_executed"] + counters["chunks_rejected"] <= counters["chunks_received"]
     assert metrics["limit_violations"] == 0
     commanded = np.asarray(record.commanded)
     assert np.all(commanded <= np.asarray(FR3_POSITION_MAX) + 1e-6)
