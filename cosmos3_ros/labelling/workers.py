@@ -16,7 +16,7 @@ Workers get a picklable ``job`` with ``label(predictor, task) -> Iterator[json d
 from __future__ import annotations
 
 import os
-import queue
+import pickle
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -69,7 +69,11 @@ class InlineBackend:
 
 
 def _process_main(job: Any, device: str, threads: int, worker: int, tasks: Any, results: Any) -> None:
-    """A worker process: load the model once, then label tasks until told to stop (None)."""
+    """A worker process: load the model once, then label tasks until told to stop (None).
+
+    ``results`` is the write end of this worker's own pipe; ``send`` writes synchronously, so what was sent before
+    the process died has arrived whole, and a write cut short only breaks this worker's pipe.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us and writes the outputs
     import torch
 
@@ -80,16 +84,16 @@ def _process_main(job: Any, device: str, threads: int, worker: int, tasks: Any, 
     try:
         predictor = job.load(device)
     except BaseException as exc:
-        results.put(("dead", worker, f"worker {worker} on {device}: model load failed: {exc}", "load"))
+        results.send(("dead", worker, f"worker {worker} on {device}: model load failed: {exc}", "load"))
         return
-    results.put(("idle", worker))
+    results.send(("idle", worker))
     while True:
         task = tasks.get()
         if task is None:
             return
         for item in job.label(predictor, task):
-            results.put(("item", worker, item))
-        results.put(("idle", worker))
+            results.send(("item", worker, item))
+        results.send(("idle", worker))
 
 
 class ProcessBackend:
@@ -101,7 +105,10 @@ class ProcessBackend:
         self.job = job
         self.devices = list(devices)
         self.context = multiprocessing.get_context("spawn")  # CUDA cannot be used after fork
-        self.results = self.context.Queue()
+        # One results pipe per worker, not one queue for all: a multiprocessing.Queue shares a write lock between
+        # its writers, and a worker that dies while its feeder thread holds it (a crash, an OOM kill, os._exit)
+        # blocks every other worker for good. A pipe has one writer; its death only closes that pipe.
+        self.results: dict[int, Any] = {}
         self.procs: dict[int, Any] = {}
         self.tasks: dict[int, Any] = {}
         self.device_of: dict[int, str] = {}
@@ -114,10 +121,13 @@ class ProcessBackend:
         worker = self.next_id
         self.next_id += 1
         tasks = self.context.Queue()
+        reader, writer = self.context.Pipe(duplex=False)
         proc = self.context.Process(target=_process_main, name=f"cosmos3-label-{worker}", daemon=True,
-                                    args=(self.job, device, self.threads, worker, tasks, self.results))
+                                    args=(self.job, device, self.threads, worker, tasks, writer))
         proc.start()
+        writer.close()  # the worker holds the only write end: its exit is end-of-file here
         self.procs[worker], self.tasks[worker], self.device_of[worker] = proc, tasks, device
+        self.results[worker] = reader
         return worker
 
     def start(self) -> list[int]:
@@ -130,14 +140,16 @@ class ProcessBackend:
 
     def poll(self, timeout: float) -> list[Event]:
         """Queued events; a worker process that exited without saying so is reported ``dead``."""
+        from multiprocessing.connection import wait
+
         events: list[Event] = []
-        try:
-            events.append(self.results.get(timeout=timeout))
-            while True:
-                events.append(self.results.get_nowait())
-        except queue.Empty:
-            pass
+        by_reader = {id(reader): worker for worker, reader in self.results.items()}
+        ready = wait(list(self.results.values()), timeout) if by_reader else time.sleep(timeout) or []
+        for reader in ready:
+            self._drain(by_reader[id(reader)], events)
         for worker, proc in list(self.procs.items()):
+            if not proc.is_alive() and worker in self.results:
+                self._drain(worker, events)  # what it sent before it died comes before its death
             if not proc.is_alive() and not any(e[0] == "dead" and e[1] == worker for e in events):
                 events.append(("dead", worker, f"worker {worker} on {self.device_of[worker]} exited "
                                                f"(exit code {proc.exitcode})"))
@@ -146,6 +158,16 @@ class ProcessBackend:
             if event[0] == "dead" and event[1] in self.procs:
                 self.procs.pop(event[1]).join(timeout=5)
         return events
+
+    def _drain(self, worker: int, events: list[Event]) -> None:
+        """Append what ``worker``'s pipe holds; at its end (the worker has exited) close and forget the pipe."""
+        reader = self.results[worker]
+        try:
+            while reader.poll():
+                events.append(reader.recv())
+        except (EOFError, OSError, pickle.UnpicklingError):  # the worker is gone (or was cut off mid-message)
+            reader.close()
+            del self.results[worker]
 
     def replace(self, worker: int) -> int:
         """A fresh process on the dead worker's device."""
@@ -163,6 +185,9 @@ class ProcessBackend:
                 proc.terminate()
                 proc.join(timeout=5)
         self.procs.clear()
+        for reader in self.results.values():
+            reader.close()
+        self.results.clear()
 
 
 class RayBackend:

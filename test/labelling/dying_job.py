@@ -29,3 +29,22 @@ class DyingJob(DatasetJob):
             if task.episode == DIE_EPISODE and item["kind"] == "chunk" and not marker.exists():
                 marker.write_text(str(os.getpid()))
                 os._exit(3)
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfSentJob:
+    """For ``ProcessBackend`` alone (no model): task ``"die"`` ends the process in the middle of sending a 50 MB
+    item; any other task is echoed back as one item."""
+
+    def load(self, device: str) -> None:
+        return None
+
+    def label(self, predictor: Any, task: Any) -> Iterator[dict[str, Any]]:
+        if task == "die":
+            import threading
+
+            blob = b"x" * 50_000_000
+            threading.Timer(0.06, os._exit, args=(3,)).start()  # while the item is being written
+            yield {"blob": blob}
+        else:
+            yield {"task": task}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +249,37 @@ def test_two_worker_processes_survive_one_dying_and_journal_each_chunk_once(tiny
     # difference (~1e-7 relative) grows through the random tiny model to ~2e-5 on actions of order 1.
     for key in inline:
         np.testing.assert_allclose(parallel[key], inline[key], rtol=0, atol=1e-4)
+
+
+def test_a_worker_dying_mid_message_blocks_no_other_worker():
+    # With one multiprocessing.Queue for all workers, a worker ended while its feeder thread held the queue's
+    # shared write lock blocked every other worker for good (seen: a CI run hung in the test above).
+    from cosmos3_ros.labelling.workers import ProcessBackend
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from dying_job import HalfSentJob
+
+    backend = ProcessBackend(HalfSentJob(), ["cpu", "cpu"])
+    dying, living = backend.start()
+    events = []
+
+    def until(predicate, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            events.extend(backend.poll(0.1))
+        return predicate()
+
+    try:
+        assert until(lambda: sum(e[0] == "idle" for e in events) == 2)
+        backend.submit(dying, "die")
+        backend.submit(living, "a")
+        assert until(lambda: ("dead", dying) in [e[:2] for e in events] and ("item", living, {"task": "a"}) in events)
+        backend.submit(living, "b")  # the survivor still delivers
+        assert until(lambda: ("item", living, {"task": "b"}) in events)
+        # an item the dying worker sent before it ended arrives whole; a cut-off one does not arrive at all
+        assert all(len(e[2]["blob"]) == 50_000_000 for e in events if e[0] == "item" and e[1] == dying)
+    finally:
+        backend.close()
 
 
 def test_ray_actors_survive_one_dying_and_journal_each_chunk_once(tiny_checkpoint, datasets, v30_run, tmp_path,
