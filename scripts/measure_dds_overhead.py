@@ -49,7 +49,7 @@ def serve(args: argparse.Namespace) -> None:
 
     from cosmos3_ros.processing.profiles import RELEASED_DROID_POLICY
     from cosmos3_ros.processing.request import ActionPrediction
-    from cosmos3_ros.ros.policy_node import PolicyNode, make_executor
+    from cosmos3_ros.ros.policy_node import PolicyNode, Spinner, make_executor
 
     class InstantModel:
         profile = RELEASED_DROID_POLICY
@@ -75,12 +75,11 @@ def serve(args: argparse.Namespace) -> None:
     ])
     executor = make_executor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = Spinner(executor, "dds-measure-node")
     print("serving", flush=True)
     while not stop.wait(0.2):
         pass
-    executor.shutdown(timeout_sec=1.0)  # first: no callback runs while the node tears down
+    spinner.stop()  # first: no callback runs while the node tears down
     node.shutdown()
     node.destroy_node()
     rclpy.try_shutdown()
@@ -116,7 +115,9 @@ class Client:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        from cosmos3_ros.ros.policy_node import Spinner
+
+        self._spinner = Spinner(self.executor, "dds-measure-client")
 
     def _on_chunk(self, msg) -> None:
         received = time.time()
@@ -147,7 +148,7 @@ class Client:
         """Stop spinning and remove the DDS participant (and its shared-memory files)."""
         import rclpy
 
-        self.executor.shutdown(timeout_sec=2.0)
+        self._spinner.stop()
         self.node.destroy_node()
         rclpy.try_shutdown()
         rclpy.get_default_context().destroy()

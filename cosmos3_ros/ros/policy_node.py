@@ -5,9 +5,10 @@ No model logic lives here (see ``cosmos3_ros.runtime.node_core``); this is the o
 Signals: the node owns SIGINT and SIGTERM (rclpy's handler is off). rclpy's would shut the context down at
 once, while the inference thread may still be publishing ("publisher's context is invalid") and while the
 executor is spinning (``RCLError: context is not valid``). Here a signal only sets an event; ``main`` then tears
-down in order: cancel timers -> stop the inference and rollout threads (a model call still running after
-``STOP_TIMEOUT_S`` is abandoned: its result is never published) -> stop publishing -> shut the executor down
--> destroy the node -> ``rclpy.try_shutdown`` -> exit 0.
+down in order: stop spinning (after the running callback) and shut the executor down -> cancel timers -> stop
+the inference and rollout threads (a model call still running after ``STOP_TIMEOUT_S`` is abandoned: its result
+is never published; the hold at shutdown is published) -> stop publishing -> destroy the node ->
+``rclpy.try_shutdown`` -> exit 0.
 """
 
 from __future__ import annotations
@@ -405,14 +406,37 @@ def make_executor(context: Any = None) -> Executor:
     return SingleThreadedExecutor(context=context)
 
 
-def _spin(executor: Executor, stop: threading.Event) -> None:
-    """Spin until the executor is shut down; then (or on an error) tell the main thread to tear down."""
-    try:
-        executor.spin()
-    except ExternalShutdownException:
-        pass
-    finally:
-        stop.set()
+class Spinner:
+    """Spins ``executor`` on a thread of its own until ``stop()``; ``on_exit`` is set when the thread ends.
+
+    Why not ``executor.spin()`` + ``executor.shutdown()`` from another thread: this rclpy's ``shutdown`` does not
+    wait for the callback being dispatched and destroys the executor's guard condition under it, so the spin
+    thread can die with ``InvalidHandle`` (seen in a CI run, SIGTERM during an inference). Here the thread spins
+    one callback at a time and checks a flag in between; ``stop`` joins it before the executor is shut down.
+    """
+
+    def __init__(self, executor: Executor, name: str, on_exit: threading.Event | None = None) -> None:
+        self.executor = executor
+        self._halt = threading.Event()
+        self._on_exit = on_exit
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                self.executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            pass
+        finally:
+            if self._on_exit is not None:
+                self._on_exit.set()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Let the running callback finish, end the thread, then shut the executor down."""
+        self._halt.set()
+        self._thread.join(timeout)
+        self.executor.shutdown(timeout_sec=0)
 
 
 def main(args: Sequence[str] | None = None) -> NoReturn:
@@ -426,7 +450,7 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
         signal.signal(sig, _interrupt)
     node: PolicyNode | None = None
     executor: Executor | None = None
-    spinner: threading.Thread | None = None
+    spinner: Spinner | None = None
     code = 0
     joined = True
     try:
@@ -437,8 +461,7 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
             signal.signal(sig, lambda signum, frame: stop.set())
         # The executor spins on a thread of its own so that the main thread stays in Python, where signal
         # handlers run (a C-level wait would delay them until the next callback).
-        spinner = threading.Thread(target=_spin, args=(executor, stop), name="ros-executor", daemon=True)
-        spinner.start()
+        spinner = Spinner(executor, "ros-executor", on_exit=stop)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
@@ -452,10 +475,10 @@ def main(args: Sequence[str] | None = None) -> NoReturn:
         # The executor stops first (it waits for the callbacks it is running), so no callback runs while the
         # node cancels its timers: a timer cancelled under a spinning executor makes rclpy raise from spin.
         # Publishing (the worker's last chunk, the hold at shutdown) does not need the executor.
-        if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
         if spinner is not None:
-            spinner.join(timeout=1.0)
+            spinner.stop()
+        elif executor is not None:
+            executor.shutdown(timeout_sec=0)
         if node is not None:
             joined = node.shutdown()
             node.destroy_node()

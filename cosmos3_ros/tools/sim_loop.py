@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -157,7 +156,7 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
         from std_msgs.msg import Bool
         from std_srvs.srv import Trigger
 
-        from ..ros.policy_node import PolicyNode, make_executor
+        from ..ros.policy_node import PolicyNode, Spinner, make_executor
     except ImportError as exc:
         raise InputError(f"sim-loop over DDS needs ROS 2 (rclpy): {exc}; run bash scripts/setup_ros.sh, or use "
                          "--simulated-clock") from exc
@@ -176,7 +175,7 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
     rclpy.init(context=context)
     executor = make_executor(context)
     nodes: list[Any] = []
-    spinner = threading.Thread(target=executor.spin, name="sim-loop-spin", daemon=True)
+    spinner: Spinner | None = None
     try:
         stage("loading the policy" if model is None else "scripted policy")
         node = PolicyNode(model=model, context=context, parameter_overrides=_ros_parameters(values))
@@ -201,7 +200,7 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
         operator.create_timer(config.heartbeat_period_s, beat)
         for n in nodes:
             executor.add_node(n)
-        spinner.start()
+        spinner = Spinner(executor, "sim-loop-spin")
 
         # Discovery first: every link of the loop matched (on a loaded machine this can take seconds).
         links = [lambda: node.core.latest_state() is not None,
@@ -261,9 +260,10 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
             except subprocess.TimeoutExpired:
                 arm.kill()
         # the executor first: a timer cancelled under a spinning executor makes rclpy raise from spin
-        executor.shutdown(timeout_sec=5.0)
-        if spinner.is_alive():
-            spinner.join(timeout=5.0)
+        if spinner is not None:
+            spinner.stop()
+        else:
+            executor.shutdown(timeout_sec=0)
         for n in nodes:
             if isinstance(n, PolicyNode):
                 n.shutdown(10.0)

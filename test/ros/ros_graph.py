@@ -266,8 +266,9 @@ class RosPeer:
         # single-threaded: rclpy's MultiThreadedExecutor busy-spins a core (cosmos3_ros.ros.policy_node.make_executor)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self.executor.spin, name="ros-peer-spin", daemon=True)
-        self._spinner.start()
+        from cosmos3_ros.ros.policy_node import Spinner
+
+        self._spinner = Spinner(self.executor, "ros-peer-spin")
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
         """Call a service and wait for the response (the executor thread delivers it)."""
@@ -283,8 +284,7 @@ class RosPeer:
             self.node.destroy_client(client)
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5)
-        self._spinner.join(timeout=5)
+        self._spinner.stop()
         self.node.destroy_node()
         self.context.try_shutdown()
 

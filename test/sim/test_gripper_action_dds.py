@@ -8,7 +8,6 @@ path whenever the configured action type imports, as it does with control_msgs o
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ def graph():
     from rclpy.context import Context
     from rclpy.parameter import Parameter
 
-    from cosmos3_ros.ros.policy_node import PolicyNode, make_executor
+    from cosmos3_ros.ros.policy_node import PolicyNode, Spinner, make_executor
     from cosmos3_ros.ros.sim_fr3_node import SimFr3Node
     from cosmos3_ros.sim.scripted_policy import ScriptedActionModel, ScriptedPolicy
 
@@ -51,14 +50,12 @@ def graph():
         executor = make_executor(context)  # as policy_node spins
         executor.add_node(sim)
         executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        spinner = Spinner(executor, "gripper-test-spin")
         try:
             yield sim, node
         finally:
-            executor.shutdown(timeout_sec=5.0)  # first: no callback runs while the node tears down
+            spinner.stop()  # first: no callback runs while the node tears down
             node.shutdown(10.0)
-            spinner.join(timeout=5.0)
             sim.destroy_node()
             node.destroy_node()
             context.try_shutdown()
