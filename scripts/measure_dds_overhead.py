@@ -49,7 +49,8 @@ def serve(args: argparse.Namespace) -> None:
 
     from cosmos3_ros.processing.profiles import RELEASED_DROID_POLICY
     from cosmos3_ros.processing.request import ActionPrediction
-    from cosmos3_ros.ros.policy_node import PolicyNode, Spinner, make_executor
+    from cosmos3_ros.ros.policy_node import PolicyNode
+    from cosmos3_ros.ros.spinning import Spinner, make_executor
 
     class InstantModel:
         profile = RELEASED_DROID_POLICY
@@ -115,7 +116,7 @@ class Client:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        from cosmos3_ros.ros.policy_node import Spinner
+        from cosmos3_ros.ros.spinning import Spinner
 
         self._spinner = Spinner(self.executor, "dds-measure-client")
 

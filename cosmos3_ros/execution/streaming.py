@@ -301,14 +301,13 @@ class ChunkExecutor:
             velocities = spline_velocities(knots, path, anchor_v)
             # a point on a position limit is passed at rest, so the cubic does not swing beyond the limit
             at_limit = np.zeros(path.shape, dtype=bool)
-            if self.limits.position_max is not None:
-                at_limit |= path >= self.limits.position_max - 1e-9
-            if self.limits.position_min is not None:
-                at_limit |= path <= self.limits.position_min + 1e-9
+            if limits.position_max is not None:
+                at_limit |= path >= limits.position_max - 1e-9
+            if limits.position_min is not None:
+                at_limit |= path <= limits.position_min + 1e-9
             at_limit[0] = False
             velocities[at_limit] = 0.0
-            velocities = monotone_near_limits(knots, path, velocities, self.limits.position_min,
-                                              self.limits.position_max)
+            velocities = monotone_near_limits(knots, path, velocities, limits.position_min, limits.position_max)
             # between the points: positions within the limits (0.1 mrad), velocities within theirs
             lowest, highest, fastest = position_and_velocity_extremes(knots, path, velocities)
             excess = np.zeros(path.shape[1], dtype=bool)
@@ -322,7 +321,7 @@ class ChunkExecutor:
                 excess |= max_abs_acceleration(knots, path, velocities) > 0.9 * amax
             if not (excess | too_fast).any():
                 break
-            if self.limits.on_violation == "reject":
+            if limits.on_violation == "reject":
                 report.rejected = f"the cubic through the targets leaves the joint limits on joints " \
                                   f"{np.flatnonzero(excess | too_fast).tolist()}"
                 return positions, knot_times, None, report

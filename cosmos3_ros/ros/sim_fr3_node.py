@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
@@ -34,6 +33,7 @@ from trajectory_msgs.msg import JointTrajectory
 from ..execution.messages import trajectory_from_message
 from ..execution.trajectory import TimedTrajectory
 from ..sim.fr3 import CAMERAS, FR3_HOME, SimulatedFR3
+from .spinning import Spinner, make_executor
 
 NODE_NAME = "sim_fr3"
 ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
@@ -213,26 +213,15 @@ def main(args: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop.set())
     node = SimFr3Node()
-    executor = SingleThreadedExecutor()
+    executor = make_executor()
     executor.add_node(node)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-        finally:
-            stop.set()
-
     # The executor spins on a thread so the main thread waits in Python, where the signal handlers run.
-    spinner = threading.Thread(target=spin, name="sim-fr3-spin", daemon=True)
-    spinner.start()
+    spinner = Spinner(executor, "sim-fr3-spin", on_exit=stop)
     try:
         while not stop.wait(0.2):
             pass
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=2.0)
+        spinner.stop()
         if node.values["record_file"]:
             write_record(node, node.values["record_file"])
         node.destroy_node()

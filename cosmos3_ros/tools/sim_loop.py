@@ -156,7 +156,8 @@ def run_dds_loop(config: LoopConfig, *, policy: str = "scripted", checkpoint: st
         from std_msgs.msg import Bool
         from std_srvs.srv import Trigger
 
-        from ..ros.policy_node import PolicyNode, Spinner, make_executor
+        from ..ros.policy_node import PolicyNode
+        from ..ros.spinning import Spinner, make_executor
     except ImportError as exc:
         raise InputError(f"sim-loop over DDS needs ROS 2 (rclpy): {exc}; run bash scripts/setup_ros.sh, or use "
                          "--simulated-clock") from exc

@@ -263,10 +263,10 @@ class RosPeer:
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
-        # single-threaded: rclpy's MultiThreadedExecutor busy-spins a core (cosmos3_ros.ros.policy_node.make_executor)
+        # single-threaded: rclpy's MultiThreadedExecutor busy-spins a core (cosmos3_ros.ros.spinning)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        from cosmos3_ros.ros.policy_node import Spinner
+        from cosmos3_ros.ros.spinning import Spinner
 
         self._spinner = Spinner(self.executor, "ros-peer-spin")
 

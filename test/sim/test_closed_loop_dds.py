@@ -42,7 +42,7 @@ def test_trajectories_start_in_the_future_and_the_arm_is_never_starved(loop):
     metrics, _ = loop
     assert metrics["chunks_executed"] >= 5, metrics
     # the goals, over DDS with the arm as its own process (they failed on this 2-core machine while
-    # rclpy's MultiThreadedExecutor busy-spun a core in the policy process: policy_node.make_executor)
+    # rclpy's MultiThreadedExecutor busy-spun a core in the policy process: cosmos3_ros.ros.spinning)
     assert metrics["stale_points_commanded"] == 0
     assert metrics["starved_s"] == 0
     # observation stamp -> first executed point: the model latency plus the capture age and the lead

@@ -33,8 +33,9 @@ def graph():
     from rclpy.context import Context
     from rclpy.parameter import Parameter
 
-    from cosmos3_ros.ros.policy_node import PolicyNode, Spinner, make_executor
+    from cosmos3_ros.ros.policy_node import PolicyNode
     from cosmos3_ros.ros.sim_fr3_node import SimFr3Node
+    from cosmos3_ros.ros.spinning import Spinner, make_executor
     from cosmos3_ros.sim.scripted_policy import ScriptedActionModel, ScriptedPolicy
 
     action_type = build_stand_in()
