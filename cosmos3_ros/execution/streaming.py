@@ -243,9 +243,12 @@ class ChunkExecutor:
                                          f"{now - plan.obs_time_s:.3f} s)", dropped)
         times = times[keep]
         targets = actions[keep][:, list(s.arm_columns)]
-        # Plan from the commanded state half the lead ahead: the controller receives the trajectory a transport
-        # delay after now and interpolates from its state then, so its first segment is never shorter (and its
-        # acceleration never higher) than planned as long as that delay stays under half the lead.
+        # The trajectory starts with an anchor point half the lead ahead: the commanded state of the running
+        # trajectory then (position and velocity). The controller receives it a transport delay after now and
+        # interpolates from its state at receipt to the anchor, two states of the motion it is already running;
+        # from the anchor on it runs exactly the spline checked below. Without the anchor, the controller's
+        # first segment started from its state at receipt and differed from the checked one: with chunks near
+        # a limit that overshot it (velocity and position cycles beyond the FR3's limits over DDS).
         anchor_t = now + 0.5 * s.min_lead_s
         anchor_p, anchor_v = self._commanded_state(anchor_t, measured_arm)
         if "blend" in self.options and self.active is not None and not self.holding:
@@ -256,9 +259,10 @@ class ChunkExecutor:
             self.counters["chunks_rejected"] += 1
             return ExecutionResult(None, f"chunk rejected: {report.rejected}", dropped, report)
         self.counters["values_clamped"] += report.total
-        trajectory = TimedTrajectory(plan.obs_time_s, times - plan.obs_time_s, limited, velocities)
+        trajectory = _with_anchor(TimedTrajectory(plan.obs_time_s, times - plan.obs_time_s, limited, velocities),
+                                  anchor_t, anchor_p, anchor_v)
         self._previous = self.active
-        self.active = _with_anchor(trajectory, anchor_t, anchor_p, anchor_v)
+        self.active = trajectory
         self.take_over_s = now
         self.holding = ""
         if s.gripper_column is not None:

@@ -236,8 +236,9 @@ PARAMETER_SPEC: tuple[ParameterSpec, ...] = (
     ParameterSpec("latency_margin", "double", 0.05, "Added to the latency estimate when scheduling (s).",
                   "execution", range=(0.0, 10.0)),
     ParameterSpec("min_lead_time", "double", 0.1,
-                  "The first trajectory point lies at least this far in the future (s): covers transport and "
-                  "scheduling delays before the controller receives it.", "execution",
+                  "The chunk's first trajectory point lies at least this far in the future (s), after an anchor "
+                  "point at half this lead that repeats the running command: covers transport and scheduling "
+                  "delays before the controller receives it.", "execution",
                   range=(0.0, 5.0)),
     ParameterSpec("hold_time", "double", 0.25,
                   "time_from_start of a hold point (s); longer when the acceleration limit needs it.", "execution",

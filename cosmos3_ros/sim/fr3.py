@@ -46,6 +46,10 @@ class SimMetrics:
     executed_points: int = 0
     gripper_commands: int = 0
     gripper_toggles: int = 0
+    # per accepted trajectory: its first future point's time minus the receipt time (the controller's first
+    # segment; a trajectory that arrives later than planned has a shorter one)
+    receipt_leads_s: list[float] = field(default_factory=list)
+    violation_times_s: list[float] = field(default_factory=list)
 
 
 class SimulatedFR3:
@@ -86,6 +90,7 @@ class SimulatedFR3:
         self.metrics = SimMetrics()
         self._last_cmd_v: np.ndarray | None = None
         self._counted_until = -np.inf
+        self._anchor_points = 0  # leading points of the running trajectory that repeat the previous command
         self._pending_first: tuple[ReceivedKey, float, float] | None = None
 
     # ----- commands ----------------------------------------------------------------------------------------
@@ -97,8 +102,15 @@ class SimulatedFR3:
         before = [self.follower.sample(now + k * self.control_dt)[0] for k in (-1, 0)]
         future = None if trajectory is None or len(trajectory.times_s) == 0 else (
             trajectory.absolute_times if trajectory.stamp_s != 0.0 else now + trajectory.times_s)
-        first_index = None if future is None or not np.any(future >= now) else int(np.argmax(future >= now))
-        old_at_first = None if first_index is None else self.follower.sample(float(future[first_index]))[0]
+        # Where the jump is measured: the first future point, or the second one when the first repeats the
+        # running command (1 urad): an execution layer may start its trajectory with an anchor point a few ms
+        # ahead that repeats the running command (jump 0 by construction); the chunk's first point follows it.
+        first_index, old_at_first = None, None
+        if future is not None:
+            for index in np.flatnonzero(future >= now)[:2]:
+                first_index, old_at_first = int(index), self.follower.sample(float(future[index]))[0]
+                if np.max(np.abs(trajectory.positions[index] - old_at_first)) > 1e-6:
+                    break
         self._count_executed(now)
         start_p, start_v = self.follower.sample(now) if self.open_loop_control else (self.q, self.qd)
         accepted = self.follower.receive(trajectory, now, start_p, start_v)
@@ -118,7 +130,13 @@ class SimulatedFR3:
             self.metrics.handovers.append(HandOver(now, jump, float(np.max(np.abs(third))), chunks))
         times = accepted.trajectory.absolute_times
         first = times[times >= now]
-        self._pending_first = (id(accepted), float(first[0]), accepted.trajectory.stamp_s) if first.size else None
+        if first.size:
+            self.metrics.receipt_leads_s.append(float(first[0]) - now)
+        # latency to the first executed point of the new motion (past an anchor that repeats the running command)
+        self._pending_first = None if first_index is None else (
+            id(accepted), float(times[first_index]), accepted.trajectory.stamp_s)
+        # an anchor point (the first future one, skipped above) is no point of the chunk: not counted as executed
+        self._anchor_points = int(np.count_nonzero(times < times[first_index])) if first_index is not None else 0
         return True
 
     def _count_executed(self, until: float) -> None:
@@ -129,6 +147,7 @@ class SimulatedFR3:
         if current is not None:
             times = current.trajectory.absolute_times
             since = max(current.received_s, self._counted_until)
+            times = times[self._anchor_points:]
             self.metrics.executed_points += int(np.count_nonzero((times >= since) & (times < until)))
         self._counted_until = until
 
@@ -193,6 +212,7 @@ class SimulatedFR3:
         self._last_cmd_v = cmd_v
         if bad:
             self.metrics.limit_violations += 1
+            self.metrics.violation_times_s.append(self.time_s)
 
     # ----- observations ------------------------------------------------------------------------------------
 

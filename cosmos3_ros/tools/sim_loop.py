@@ -307,6 +307,8 @@ def _dds_metrics(config: LoopConfig, record: Any, metrics: Any, receipts: list[t
         "latency_ms_p50": percentile_ms(metrics.latencies_s, 50),
         "latency_ms_p99": percentile_ms(metrics.latencies_s, 99),
         "limit_violations": metrics.limit_violations,
+        "limit_violation_times_s": [round(t - t_start, 3) for t in metrics.violation_times_s],
+        "receipt_lead_ms_min": min(metrics.receipt_leads_s, default=math.nan) * 1e3,
         "gripper_toggles": metrics.gripper_toggles,
         "estop_hold_ms": math.nan, "commands_after_estop": 0, "deadman_hold_ms": math.nan,
         "clock": "wall (DDS)", "config": asdict(config), "counters": dict(counters),

@@ -82,7 +82,9 @@ def test_a_scheduled_snapshot_becomes_a_trajectory_with_velocities_in_the_future
     assert wait(lambda: out.messages["joint_trajectory"])
     traj = trajectory_from_message(out.messages["joint_trajectory"][0])
     assert traj.velocities is not None and np.all(traj.velocities[-1] == 0)
-    assert traj.absolute_times[0] >= clock.now + 0.1 - 1e-6  # min_lead_time
+    # an anchor point half min_lead_time ahead (the arm at rest: zero velocity), then the chunk from min_lead_time
+    assert traj.absolute_times[0] == pytest.approx(clock.now + 0.05) and np.all(traj.velocities[0] == 0)
+    assert traj.absolute_times[1] >= clock.now + 0.1 - 1e-6
     assert core.on_timer() == "not_scheduled"  # the next capture waits for the execution horizon
 
 

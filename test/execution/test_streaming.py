@@ -43,12 +43,16 @@ def test_first_chunk_drops_past_rows_and_starts_in_the_future():
     result = ex.on_chunk(now, plan, chunk(), HOME)
     traj = result.trajectory
     assert traj is not None and traj.stamp_s == pytest.approx(T0 - 0.02)  # header stamp = observation stamp
-    assert traj.absolute_times[0] >= now + ex.settings.min_lead_s
-    kept = len(traj.times_s) - 1  # the kept rows and a stopping point after the last one
+    # the anchor: half the lead ahead, the state the arm is commanded to then (here at rest at the measured joints)
+    assert traj.absolute_times[0] == pytest.approx(now + 0.5 * ex.settings.min_lead_s)
+    np.testing.assert_allclose(traj.positions[0], HOME)
+    np.testing.assert_allclose(traj.velocities[0], 0.0)
+    assert traj.absolute_times[1] >= now + ex.settings.min_lead_s
+    kept = len(traj.times_s) - 2  # the anchor, the kept rows and a stopping point after the last one
     assert result.dropped_rows == 32 - kept
     # rows kept at their own times: row k at obs + (k + 1) dt
     first_row = 32 - kept
-    assert traj.times_s[0] == pytest.approx((first_row + 1) * DT)
+    assert traj.times_s[1] == pytest.approx((first_row + 1) * DT)
     assert traj.times_s[-1] > traj.times_s[-2] >= 32 * DT - 1e-9
     np.testing.assert_allclose(traj.velocities[-1], 0.0)
     # the stopping point continues the motion (half the last rows' velocity times the stopping time)
@@ -121,10 +125,13 @@ def test_blend_cross_fades_from_the_running_chunk():
     offset = chunk(slope=0.0) + 0.05  # a chunk that disagrees by 0.05 rad
     offset[:, 7] = 0.0
     traj = ex.on_chunk(T0 + 0.8, plan2, offset, HOME).trajectory
-    # first kept row: weight 1/5 on the new chunk, so 0.01 from the running one (limits do not bite here)
-    first = traj.positions[0] - running.sample(traj.absolute_times[0])[0]
+    # the anchor repeats the running command; first kept row: weight 1/5 on the new chunk, so 0.01 from the
+    # running one (limits do not bite here)
+    anchor = traj.positions[0] - running.sample(traj.absolute_times[0])[0]
+    np.testing.assert_allclose(anchor, 0.0, atol=1e-12)
+    first = traj.positions[1] - running.sample(traj.absolute_times[1])[0]
     np.testing.assert_allclose(first, 0.05 / 5, atol=1e-9)
-    np.testing.assert_allclose(traj.positions[5], HOME + 0.05, atol=1e-9)
+    np.testing.assert_allclose(traj.positions[6], HOME + 0.05, atol=1e-9)
 
 
 def test_estop_holds_at_the_measured_joints_and_refuses_chunks_until_released():

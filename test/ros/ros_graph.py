@@ -44,11 +44,10 @@ from typing import Any
 import pytest
 import yaml
 
+from cosmos3_ros.ros.fastdds_shm import fastdds_shm_files, remove_fastdds_shm
+
 REPO = Path(__file__).resolve().parents[2]
 DOMAIN_LOCK_DIR = Path(os.environ.get("COSMOS3_ROS_DOMAIN_LOCKS", "/tmp/cosmos3_ros_test_domains"))
-SHM_DIR = Path("/dev/shm")
-# Fast DDS shared-memory transport files: segments, port queues and their mutexes / semaphores.
-_FASTDDS_SHM = re.compile(r"^(sem\.)?fast(rtps|dds)_")
 ROS_MODULES = ("rclpy", "std_msgs.msg", "sensor_msgs.msg", "trajectory_msgs.msg", "diagnostic_msgs.msg",
                "std_srvs.srv", "rosgraph_msgs.msg", "rcl_interfaces.msg", "cosmos3_ros_msgs.msg")
 SETUP_HINT = "bash scripts/setup_ros.sh (ROS 2 Jazzy wheels from PyPI + cosmos3_ros_msgs built from msg/)"
@@ -64,12 +63,12 @@ def ros_missing_reason(modules: tuple[str, ...] = ROS_MODULES) -> str | None:
     return None
 
 
-def require_ros() -> None:
-    """Skip the calling module when ROS is missing, with the reason; under CI (CI=true) fail instead.
+def require_ros(modules: tuple[str, ...] = ROS_MODULES) -> None:
+    """Skip the calling module when ROS (``modules``) is missing, with the reason; under CI (CI=true) fail instead.
 
     Call at module level before importing rclpy or message modules.
     """
-    reason = ros_missing_reason()
+    reason = ros_missing_reason(modules)
     if reason is None:
         return
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -133,47 +132,6 @@ def ros_environment(domain_id: int, profile: Path | None = None) -> dict[str, st
         "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
         "PYTHONUNBUFFERED": "1",
     }
-
-
-def fastdds_shm_files() -> set[str]:
-    """Names of Fast DDS shared-memory files under /dev/shm now."""
-    if not SHM_DIR.is_dir():
-        return set()
-    return {p.name for p in SHM_DIR.iterdir() if _FASTDDS_SHM.match(p.name)}
-
-
-def _mapped_shm_names() -> set[str]:
-    """Names under /dev/shm some live process maps or holds open (so they are not ours to delete)."""
-    names: set[str] = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for line in (proc / "maps").read_text().splitlines():
-                if "/dev/shm/" in line:
-                    names.add(line.rsplit("/dev/shm/", 1)[1].split(" ")[0])
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.startswith("/dev/shm/"):
-                        names.add(target[len("/dev/shm/"):])
-    return names
-
-
-def remove_fastdds_shm(before: set[str]) -> list[str]:
-    """Remove Fast DDS files created since ``before`` that no live process uses; returns the names removed."""
-    in_use = _mapped_shm_names()
-    removed = []
-    for name in sorted(fastdds_shm_files() - before):
-        # A port file's companion mutex / semaphore is named after it; keep both while the port is in use.
-        base = name.removeprefix("sem.").removesuffix("_el").removesuffix("_mutex")
-        if name in in_use or any(u.startswith(base) for u in in_use):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            (SHM_DIR / name).unlink()
-            removed.append(name)
-    return removed
 
 
 # -- the node under test, as a user starts it -----------------------------------------------------------------
