@@ -29,6 +29,7 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -209,7 +210,7 @@ class PolicyNode(Node):
             hardware_id=values["device"], execution=self.execution, request_snapshot=self._request_snapshot,
         )
         for pub in self.core.publications:
-            self._output_publishers[pub.key] = self.create_publisher(
+            self._output_publishers[pub.key] = self._create_output_publisher(
                 _message_class(pub.type_name), pub.topic, publication_qos(pub.key)
             )
         self._input_subscriptions = [
@@ -284,10 +285,21 @@ class PolicyNode(Node):
         if output == "topic":
             from std_msgs.msg import Float64
 
-            self._output_publishers["gripper"] = self.create_publisher(
+            self._output_publishers["gripper"] = self._create_output_publisher(
                 Float64, values["gripper_command_topic"], publication_qos("gripper"))
         self.get_logger().info(f"execution: {values['execution_mode']}, hand-over {values['handover']}, gripper via "
                                f"{output}; e-stop on {values['estop_topic']!r} and ~/estop, ~/release")
+
+    def _create_output_publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Any:
+        """A publisher without rclpy's default QoS event handlers (incompatible QoS / type warnings).
+
+        Why: rclpy adds every event handler to the wait set in Python on each executor wake-up; with the node's
+        outputs they were half of the handlers, and the wake-ups are what delays a camera set on a loaded
+        machine (scripts/measure_dds_overhead.py). A subscriber with a mismatched QoS or type still warns on its
+        own side; the node's input subscriptions keep rclpy's warnings, which is where they help an operator.
+        """
+        return self.create_publisher(msg_type, topic, qos,
+                                     event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
 
     def _publish_execution(self, key: str, msg: Any) -> None:
         """Execution outputs: trajectories on the node's JointTrajectory publisher, gripper commands."""

@@ -636,6 +636,9 @@ def test_event_snapshots_start_the_model_on_the_newest_set_as_soon_as_it_is_free
     assert h.core.worker.wait_idle(10)
     assert stamp_ns_of(h.publish.messages["action_chunk"][-1]) == newest
     assert h.core.on_event() is None  # nothing newer than the last snapshot
+    # each event snapshot restarted the snapshot timer (period 1 / inference_rate from then): its next tick
+    # comes when the rate cap expires
+    assert h.periods == [pytest.approx(0.1)] * 2
     h.observe(1.22)
     assert h.core.on_event() is None  # 20 ms after the last snapshot: inference_rate 10 Hz caps the rate
     h.clock.now = 1.32
@@ -658,6 +661,32 @@ def test_an_event_waiting_for_the_joint_state_is_completed_by_it(harness):
     assert wait_for_true(lambda: h.wakeups == woken + 2)  # the worker went idle
     h.deliver("/joint_states", joint_state_msg([*ARM, "fr3_finger_joint1"], [*Q, 0.03], stamp + 10**6))
     assert h.wakeups == woken + 2  # a state with no set waiting wakes nothing
+
+
+def test_the_next_set_is_completed_by_its_joint_state_too(harness):
+    h = harness(snapshot_trigger="event", inference_rate=10.0)
+    h.observe(1.0)
+    before = h.wakeups
+    assert h.core.on_event() == "submitted"
+    assert h.core.worker.wait_idle(10)
+    assert wait_for_true(lambda: h.wakeups == before + 1)  # the worker went idle
+    stamp = round(1.2 * 1e9)
+    h.clock.now = 1.21
+    for name in CAMERAS:  # the next set's frames; the previous set is still the newest complete one
+        h.deliver(TOPICS[name], image_msg(IMAGES[name], stamp, "rgb8"))
+    assert h.core.on_event() is None
+    woken = h.wakeups
+    h.deliver("/joint_states", joint_state_msg([*ARM, "fr3_finger_joint1"], [*Q, 0.03], stamp))
+    assert h.wakeups == woken + 1  # the state completes the new set: it wakes the snapshot at once
+    assert h.core.on_event() == "submitted"
+    assert h.core.worker.wait_idle(10)
+    assert wait_for_true(lambda: h.wakeups == woken + 2)  # the worker went idle
+    assert stamp_ns_of(h.publish.messages["action_chunk"][-1]) == stamp
+    h.deliver("/joint_states", joint_state_msg([*ARM, "fr3_finger_joint1"], [*Q, 0.03], stamp + 10**6))
+    assert h.core.on_event() is None
+    woken = h.wakeups
+    h.deliver("/joint_states", joint_state_msg([*ARM, "fr3_finger_joint1"], [*Q, 0.03], stamp + 2 * 10**6))
+    assert h.wakeups == woken  # no newer frame: states alone wake nothing
 
 
 def test_event_snapshots_are_off_with_the_timer_trigger(harness):
