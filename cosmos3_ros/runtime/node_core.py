@@ -648,7 +648,7 @@ class PolicyNodeCore:
         result = self.on_timer()
         if result == "submitted" and self._set_timer_period is not None:
             # Restart the timer: its next tick falls when the rate cap above expires, so a set that arrives
-            # within the cap is taken then, not up to a whole period later (seen: 78 ms at inference_rate 10).
+            # within the cap is taken then, not at a tick up to a whole period after the cap expired.
             self._set_timer_period(self.timer_period_s)
         return result
 
