@@ -124,15 +124,23 @@ def spline_velocities(times: np.ndarray, positions: np.ndarray, start_velocity: 
     return velocities
 
 
+def _velocity_quadratics(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per cubic segment ``k``: ``(span [K, 1] s, a, b, c [K, J])`` with velocity ``a s^2 + b s + c`` (rad/s) at
+    the segment fraction ``s`` in [0, 1], and acceleration ``(2 a s + b) / span``.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    v0, v1 = velocities[:-1], velocities[1:]
+    span = np.diff(times)[:, None]
+    delta = (positions[:-1] - positions[1:]) / span
+    return span, 6 * delta + 3 * v0 + 3 * v1, -6 * delta - 4 * v0 - 2 * v1, v0
+
+
 def max_abs_acceleration(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
     """``[J]`` largest |acceleration| of the piecewise-cubic trajectory (it is linear per segment: ends suffice)."""
-    worst = np.zeros(positions.shape[1])
-    for k in range(len(times) - 1):
-        for t in (times[k], times[k + 1]):
-            acc = hermite_acceleration(times[k], positions[k], velocities[k], times[k + 1], positions[k + 1],
-                                       velocities[k + 1], t)
-            worst = np.maximum(worst, np.abs(acc))
-    return worst
+    span, a, b, _ = _velocity_quadratics(times, positions, velocities)
+    ends = np.maximum(np.abs(b), np.abs(2 * a + b)) / span
+    return ends.max(axis=0, initial=0.0)
 
 
 def position_and_velocity_extremes(times: np.ndarray, positions: np.ndarray, velocities: np.ndarray
@@ -143,15 +151,9 @@ def position_and_velocity_extremes(times: np.ndarray, positions: np.ndarray, vel
     a quadratic in the segment fraction ``s``: positions peak where it is zero, and its own peak is where the
     (linear) acceleration is zero; both are checked besides the ends.
     """
-    times = np.asarray(times, dtype=np.float64)
     p0, p1 = positions[:-1], positions[1:]
     v0, v1 = velocities[:-1], velocities[1:]
-    span = np.diff(times)[:, None]
-    delta = (p0 - p1) / span
-    # velocity(s) = a s^2 + b s + c; acceleration(s) * span = 2 a s + b
-    a = 6 * delta + 3 * v0 + 3 * v1
-    b = -6 * delta - 4 * v0 - 2 * v1
-    c = v0
+    span, a, b, c = _velocity_quadratics(times, positions, velocities)
     lowest = positions.min(axis=0)
     highest = positions.max(axis=0)
     fastest = np.abs(velocities).max(axis=0)
