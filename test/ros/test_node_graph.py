@@ -220,11 +220,16 @@ def test_rollout_images_follow_the_observation(served, outputs):
 
 def test_diagnostics_report_the_served_chunk(served, outputs):
     diagnostics = outputs["diagnostics"]
-    # The rollout frames go out after the chunk and the trajectory (the video is decoded first), so a
-    # diagnostics message between the two shows the chunk and not yet the frames: wait for all three.
+    # The job publishes the chunk and the trajectory, decodes the video, publishes its frames, and only
+    # then records its latency: a diagnostics message sent in between shows some of these and not the
+    # rest. Wait for one that shows all four.
     published = ("chunks published", "trajectories published", "rollout frames published")
-    assert wait_for(lambda: all(int(diagnostics.values().get(k, 0)) >= 1 for k in published), timeout=60), \
-        diagnostics.values()
+
+    def complete() -> bool:
+        values = diagnostics.values()
+        return "inference latency last (s)" in values and all(int(values.get(k, 0)) >= 1 for k in published)
+
+    assert wait_for(complete, timeout=60), diagnostics.values()
     values = diagnostics.values()
     assert values["mode"] == "policy" and values["dry_run"] == "False"
     assert float(values["inference latency last (s)"]) > 0
