@@ -76,15 +76,7 @@ if [ "$(cat "$WHEELS_STAMP" 2>/dev/null)" != "$wheels_key" ]; then
   py_include=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
   np_include=$("$PY" -c "import numpy; print(numpy.get_include())")
   [ -f "$py_include/Python.h" ] || { echo "setup_ros: no Python.h in $py_include (install the Python headers, e.g. python3-dev)" >&2; false; }
-  # grep finds nothing when the files were rewritten before (wheels reinstalled unchanged): not a failure
-  { grep -rlE --include='*.cmake' '/opt/python/cp3[0-9]+-cp3[0-9]+/(include|lib)' "$VENV/share" 2>/dev/null || true; } \
-    | while read -r f; do
-        sed -i -E "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${py_include}#g; \
-s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#${np_include}#g" "$f"
-      done
-  if grep -rqE --include='*.cmake' '/opt/python/cp3[0-9]+-cp3[0-9]+/(include|lib)' "$VENV/share"; then
-    echo "setup_ros: some exported CMake files still name /opt/python/... include folders" >&2; false
-  fi
+  bash "$ROOT/scripts/rewrite_wheel_cmake.sh" "$VENV/share" "$py_include" "$np_include"
   rm -f "$VENV/.cosmos3_ros_msgs.sha256"   # new wheels: rebuild the messages against them
   echo "$wheels_key" > "$WHEELS_STAMP"
 else

@@ -9,7 +9,6 @@ states or commands, ``OUT/eval.json`` and ``OUT/eval_<mode>.png``. See ``docs/ba
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -545,7 +544,7 @@ def write_outputs(args: argparse.Namespace, cfg: LabelSettings, bag: RecordedBag
 def evaluation_outputs(args: argparse.Namespace, cfg: LabelSettings, index: BagIndex, plan: WindowPlan,
                        records: Sequence[ChunkRecord], out: Path) -> tuple[str | None, str]:
     """Write ``eval.json`` (+ PNGs) when recorded joints or commands exist; returns (file names, note)."""
-    from .evaluation import evaluate, plot_chunks
+    from .evaluation import SHARED_DEFINITIONS, evaluate, evaluation_written, plot_chunks, plots_unavailable
 
     profile = cfg.profile
     if not cfg.joint_space:
@@ -575,9 +574,7 @@ def evaluation_outputs(args: argparse.Namespace, cfg: LabelSettings, index: BagI
     arm = [i for i in range(dims) if i not in profile.gripper_dims]
     results = evaluate(records, references, hold, names, arm)
     plots: list[str] = []
-    plot_note = "off (--no-plots)" if args.no_plots else ""
-    if not args.no_plots and importlib.util.find_spec("matplotlib") is None:
-        plot_note = "skipped: matplotlib is not installed (pip install 'cosmos3_ros[plots]')"
+    plot_note = plots_unavailable(args.no_plots)
     if not plot_note:
         lo, hi = int(t0[0]) - NS_PER_S // 2, int(row_times[-1, -1]) + NS_PER_S // 2
         recorded = {}
@@ -599,8 +596,7 @@ def evaluation_outputs(args: argparse.Namespace, cfg: LabelSettings, index: BagI
             "joint_states": "recorded joint state held (zero-order hold on header stamps) at t0 + (k + 1) / fps",
             "commands": "newest recorded command stamped before t0 + (k + 1) / fps",
             "hold_baseline": "the joint state at t0 repeated for every row (the robot holds its pose)",
-            "error": "prediction - reference; rows whose reference is older than --max-hold are left out",
-            "arm": "joint columns only (gripper excluded)",
+            **SHARED_DEFINITIONS,
         },
         "dimension_names": names,
         "windows": len(windows),
@@ -609,4 +605,4 @@ def evaluation_outputs(args: argparse.Namespace, cfg: LabelSettings, index: BagI
         "plots": plots or plot_note,
     }
     write_text_atomic(out / "eval.json", json.dumps(doc, indent=1))
-    return ", ".join(["eval.json", *plots]) + (f" (plots {plot_note})" if plot_note else ""), ""
+    return evaluation_written(plots, plot_note), ""

@@ -14,7 +14,6 @@ Seeds: window k of episode e uses ``seed + 10000 * e + k`` (independent of shard
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import time
@@ -689,7 +688,7 @@ def write_outputs(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotDat
 def evaluation_outputs(args: argparse.Namespace, job: DatasetJob, dataset: LeRobotDataset,
                        records: Sequence[ChunkRecord], out: Path) -> tuple[str | None, str]:
     """``eval.json`` (+ PNGs) against the recorded action and state; returns (file names, note)."""
-    from .evaluation import evaluate, plot_chunks
+    from .evaluation import SHARED_DEFINITIONS, evaluate, evaluation_written, plot_chunks, plots_unavailable
 
     profile = job.profile
     if profile.action_space != "joint_position":
@@ -738,9 +737,7 @@ def evaluation_outputs(args: argparse.Namespace, job: DatasetJob, dataset: LeRob
     arm = [i for i in range(dims) if i not in profile.gripper_dims]
     results = evaluate(renumbered, references, hold, names, arm)
     plots: list[str] = []
-    plot_note = "off (--no-plots)" if args.no_plots else ""
-    if not args.no_plots and importlib.util.find_spec("matplotlib") is None:
-        plot_note = "skipped: matplotlib is not installed (pip install 'cosmos3_ros[plots]')"
+    plot_note = plots_unavailable(args.no_plots)
     if not plot_note:
         for e, recorded in recorded_series.items():
             chosen = [r for r in records if r.episode == e]
@@ -760,11 +757,10 @@ def evaluation_outputs(args: argparse.Namespace, job: DatasetJob, dataset: LeRob
                                f"at frame j the target reached at frame j + 1)",
             "recorded_state": f"the recorded {args.state_key!r} held at t0 + (k + 1) / fps",
             "hold_baseline": "the state at t0 repeated for every row (the robot holds its pose)",
-            "error": "prediction - reference; rows whose reference is older than --max-hold are left out",
-            "arm": "joint columns only (gripper excluded)",
+            **SHARED_DEFINITIONS,
         },
         "dimension_names": names, "windows": len(keyed), "episodes": len({e for e, _ in keyed}),
         "references": results, "plots": plots or plot_note,
     }
     write_text_atomic(out / "eval.json", json.dumps(doc, indent=1))
-    return ", ".join(["eval.json", *plots]) + (f" (plots {plot_note})" if plot_note else ""), ""
+    return evaluation_written(plots, plot_note), ""

@@ -14,6 +14,7 @@ References older than the hold limit are left out (NaN). Errors are ``prediction
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +22,26 @@ from typing import Any
 import numpy as np
 
 from .outputs import ChunkRecord
+
+# eval.json's definitions that bags and datasets share (each adds its row time, references and baseline)
+SHARED_DEFINITIONS = {
+    "error": "prediction - reference; rows whose reference is older than --max-hold are left out",
+    "arm": "joint columns only (gripper excluded)",
+}
+
+
+def plots_unavailable(no_plots: bool) -> str:
+    """Why no plots are drawn ('' when they are): turned off, or matplotlib (an optional extra) is missing."""
+    if no_plots:
+        return "off (--no-plots)"
+    if importlib.util.find_spec("matplotlib") is None:
+        return "skipped: matplotlib is not installed (pip install 'cosmos3_ros[plots]')"
+    return ""
+
+
+def evaluation_written(plots: Sequence[str], plot_note: str) -> str:
+    """The one-line account of the evaluation stage: the files written and why plots are missing."""
+    return ", ".join(["eval.json", *plots]) + (f" (plots {plot_note})" if plot_note else "")
 
 
 def error_summary(predicted: np.ndarray, reference: np.ndarray, dimension_names: Sequence[str],
