@@ -6,11 +6,28 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, OutputError
 from .images import IMAGE_SUFFIXES, to_rgb_uint8
+
+
+def _imageio_ffmpeg() -> Any:
+    """``imageio.v2``, with imageio-ffmpeg told to start ffmpeg without a ``preexec_fn``.
+
+    By default imageio-ffmpeg starts ffmpeg with ``preexec_fn=os.setpgrp`` (so a terminal's Ctrl-C does not reach
+    ffmpeg). That makes the child run Python between fork and exec, which is unsafe in a threaded process: on
+    Python 3.12 the child frees the other threads' thread-locals, and a PyAV frame converter held there (the
+    LeRobot decoder's threads) waits in ``pthread_cond_destroy`` for threads that do not exist in the child.
+    ffmpeg then never starts and the rollout writer hangs. Without ``preexec_fn`` subprocess spawns without
+    running Python in the child; a Ctrl-C now also stops ffmpeg, and the callers remove what it left.
+    """
+    os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")  # imageio-ffmpeg's switch for this hang
+    import imageio.v2 as iio
+
+    return iio
 
 
 def _natural_key(name: str) -> list[object]:
@@ -37,8 +54,7 @@ def read_frames(source: str | Path, max_frames: int) -> list[np.ndarray]:
         return [to_rgb_uint8(p, what=f"frame {p.name}") for p in files[:max_frames]]
     if not path.exists():
         raise InputError(f"video {str(path)!r} does not exist")
-    import imageio.v2 as iio
-
+    iio = _imageio_ffmpeg()
     frames: list[np.ndarray] = []
     try:
         with iio.get_reader(os.fspath(path), format="ffmpeg") as reader:
@@ -57,7 +73,7 @@ def read_frames(source: str | Path, max_frames: int) -> list[np.ndarray]:
 
 def count_mp4_frames(path: str | Path) -> int:
     """Decode ``path`` and count its frames; 0 when it cannot be opened (truncated, empty, not a video)."""
-    import imageio.v2 as iio
+    iio = _imageio_ffmpeg()
 
     try:
         with iio.get_reader(os.fspath(path), format="ffmpeg") as reader:
@@ -75,8 +91,7 @@ def encode_mp4(frames: np.ndarray, path: str | Path, fps: float, shown: str | Pa
         OutputError: the file could not be written or does not read back; the partial file is removed.
 
     """
-    import imageio.v2 as iio
-
+    iio = _imageio_ffmpeg()
     path = Path(path)
     shown = str(shown or path)
     arr = np.asarray(frames)

@@ -190,19 +190,27 @@ def test_read_only_output_folder(capsys, configs_only, files, tmp_path):
             folder.chmod(0o755)
 
 
-def _cli_subprocess(args: list[str], preexec=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cosmos3_ros.tools.cli", *args], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, preexec_fn=preexec)  # noqa: PLW1509 (no threads yet)
+def _cli_subprocess(args: list[str], file_size_limit: int | None = None) -> subprocess.Popen:
+    """The CLI in its own interpreter; with ``file_size_limit`` its files (and ffmpeg's) may not grow past it.
+
+    The limit is set by the child itself before the CLI starts, not by a ``preexec_fn``: that would run Python
+    between fork and exec in this threaded test process.
+    """
+    command = [sys.executable, "-m", "cosmos3_ros.tools.cli", *args]
+    if file_size_limit is not None:
+        command = [sys.executable, "-c", LIMITED_CLI, str(file_size_limit), *args]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
 
 
-def _limit_file_size(limit: int):
-    """For a child process: files may not grow past ``limit`` bytes (EFBIG, like a full disk for the writer)."""
-    def apply() -> None:
-        import resource
-
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() fails with EFBIG instead of killing the process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
+# write() fails with EFBIG (SIGXFSZ ignored, which ffmpeg inherits) the way a full disk fails it with ENOSPC
+LIMITED_CLI = """
+import resource, runpy, signal, sys
+limit = int(sys.argv.pop(1))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.argv[0] = "cosmos3-ros"
+runpy.run_module("cosmos3_ros.tools.cli", run_name="__main__")
+"""
 
 
 def test_full_disk_leaves_nothing_and_exits_2(tiny_checkpoint, files, tmp_path):
@@ -214,7 +222,7 @@ def test_full_disk_leaves_nothing_and_exits_2(tiny_checkpoint, files, tmp_path):
     try:
         args = ["run", "--checkpoint", str(tiny_checkpoint), "--prompt", "put the marker in the cup", "--out",
                 str(folder / "o"), *_cameras(files), "--state", STATE, *SMALL]
-        process = _cli_subprocess(args, None if mounted else _limit_file_size(64 * 1024))
+        process = _cli_subprocess(args, None if mounted else 64 * 1024)
         _, err = process.communicate(timeout=600)
         errors = [line for line in err.splitlines() if line.startswith("cosmos3-ros: error:")]
         assert process.returncode == 2, err

@@ -42,7 +42,7 @@ def _run(argv, capsys):
 
 
 def test_released_policy_writes_action_json_and_mp4(tiny_checkpoint, scene, tmp_path, capsys):
-    import imageio.v2 as iio
+    from cosmos3_ros.processing.video_io import read_frames
 
     out = tmp_path / "policy"
     code, err = _run(["run", "--checkpoint", tiny_checkpoint, *_cameras(scene), "--state", json.dumps(DROID_STATE),
@@ -54,7 +54,7 @@ def test_released_policy_writes_action_json_and_mp4(tiny_checkpoint, scene, tmp_
     assert doc["dimension_names"][-1] == "gripper" and doc["dt"] == pytest.approx(1 / 15)
     assert {"preprocess", "vae_encode", "denoise", "vae_decode", "total"} <= set(doc["timings_ms"])
     assert "denoise step 4/4" in err  # progress per stage
-    frames = iio.mimread(tmp_path / "policy.mp4")
+    frames = read_frames(tmp_path / "policy.mp4", 1000)
     assert len(frames) == 9 and frames[0].shape == (528, 640, 3)  # content 540x640 -> 33x40 latent -> 528x640
 
 
