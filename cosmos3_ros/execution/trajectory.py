@@ -71,14 +71,6 @@ def hermite(t0: float, p0: np.ndarray, v0: np.ndarray, t1: float, p1: np.ndarray
     return position, velocity
 
 
-def hermite_acceleration(t0: float, p0: np.ndarray, v0: np.ndarray, t1: float, p1: np.ndarray, v1: np.ndarray,
-                         t: float) -> np.ndarray:
-    """Second derivative (rad/s²) of the Hermite segment at ``t``."""
-    span = t1 - t0
-    s = (t - t0) / span
-    return ((12 * s - 6) * (p0 - p1) / span + (6 * s - 4) * v0 + (6 * s - 2) * v1) / span
-
-
 def spline_velocities(times: np.ndarray, positions: np.ndarray, start_velocity: np.ndarray | None = None
                       ) -> np.ndarray:
     """Knot velocities ``[N, J]`` of the clamped cubic spline through ``positions [N, J]`` at ``times [N]``.

@@ -10,12 +10,18 @@ from cosmos3_ros.execution.limits import FR3_POSITION_MIN, JointLimits, apply_li
 from cosmos3_ros.execution.trajectory import (
     TimedTrajectory,
     hermite,
-    hermite_acceleration,
     max_abs_acceleration,
     spline_velocities,
 )
 
 DT = 1.0 / 15.0
+
+
+def hermite_acceleration(t0, p0, v0, t1, p1, v1, t):
+    """Reference: second derivative (rad/s²) of the cubic Hermite segment at ``t``, from its basis functions."""
+    span = t1 - t0
+    s = (t - t0) / span
+    return ((12 * s - 6) * (p0 - p1) / span + (6 * s - 4) * v0 + (6 * s - 2) * v1) / span
 
 
 def test_spline_velocities_match_a_smooth_motion_and_end_at_zero():

@@ -30,7 +30,6 @@ pytestmark = pytest.mark.rclpy
 def loop():
     config = LoopConfig(handover="prefix+blend", duration_s=7.0, model_latency_s=0.3, disagreement=0.05, seed=0,
                         heartbeat_timeout_s=0.5)
-    # a loaded CI machine can take tens of ms from publication to the simulated controller
     limits = {"min_lead_time": 0.15}  # a loaded machine can take tens of ms from publication to the controller
     with ros_session():
         metrics, record = run_dds_loop(config, stage=lambda _: None, parameters=limits)
